@@ -1,0 +1,110 @@
+"""Configuration: defaults < TOML file (``--config``/``RECX_CONFIG``) < ``RECX_*`` environment.
+
+Nested settings use ``__`` in environment variables, e.g. ``RECX_KAFKA__BOOTSTRAP_SERVERS``.
+Every setting is listed in README "Configuration"; a test keeps that table true.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_RAW_DATA = Path("../shared/data/amazon-2014-musical-instruments-5core")
+CACHE_HOME = Path(os.environ.get("RECX_CACHE_HOME", Path.home() / ".cache" / "recx"))
+
+
+class PathSettings(BaseModel):
+    raw_data: Path = Field(DEFAULT_RAW_DATA, description="Folder with the raw reviews + features.txt")
+    data_dir: Path = Field(Path("var/data/musical"), description="Output of `recx data prepare`")
+    index_dir: Path = Field(Path("var/index/musical"), description="Output of `recx index build`")
+    adapter_dir: Path = Field(
+        Path("adapters/smollm2-musical-v1"), description="LoRA adapter used by the lora explainer"
+    )
+    model_cache: Path = Field(CACHE_HOME / "models", description="Converted base-model checkpoints")
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = None
+    ssl_cafile: str | None = None
+    input_topic: str = "recommendations"
+    output_topic: str = "explanations"
+    dlq_topic: str = "recommendations.dlq"
+    group_id: str = "recx-workers"
+    exactly_once: bool = False
+    client_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra kafka-python options passed through verbatim"
+    )
+
+    def client_config(self) -> dict[str, Any]:
+        """Connection options shared by every kafka-python client recx creates."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        for key in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "ssl_cafile"):
+            if (value := getattr(self, key)) is not None:
+                config[key] = value
+        return config | self.client_options
+
+
+class ChainSettings(BaseModel):
+    explainers: list[str] = Field(default_factory=lambda: ["lora", "prompt", "template"])
+    deadline_ms: dict[str, int] = Field(
+        default_factory=lambda: {"lora": 30_000, "prompt": 30_000, "template": 1_000},
+        description="Per-stage deadline for one micro-batch",
+    )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-explainer constructor options"
+    )
+    max_words: int = 25
+
+
+class ValidationSettings(BaseModel):
+    max_message_bytes: int = Field(65_536, description="Larger input messages are dead-lettered")
+    max_history: int = Field(50, description="Longest accepted `history` in a recommendation")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RECX_", env_nested_delimiter="__", extra="ignore", toml_file=None
+    )
+
+    paths: PathSettings = Field(default_factory=PathSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("RECX_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config_file`` (or ``RECX_CONFIG``), the environment and ``overrides``."""
+    if config_file is not None:
+        os.environ["RECX_CONFIG"] = str(config_file)
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Reviews -> explanation records, splits, item profiles and user histories."""

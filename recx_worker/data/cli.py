@@ -1,0 +1,123 @@
+"""``recx data prepare`` (and ``recx data lexicon``): reviews -> explanation data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recx_worker.config import DEFAULT_RAW_DATA
+
+app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+REVIEWS_FILE = "reviews_Musical_Instruments_5.json.gz"
+FEATURES_FILE = "features.txt"
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def stats_table(stats: dict) -> Table:
+    table = Table(title="recx data prepare")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    table.add_row("reviews read", f"{stats['reviews_read']:,}")
+    table.add_row("explanation records", f"{stats['records']:,}")
+    table.add_row("coverage", f"{stats['coverage']:.1%}")
+    for name, split in stats["splits"].items():
+        table.add_row(
+            f"{name}", f"{split['records']:,} records, {split['users']} users, {split['items']} items"
+        )
+    table.add_row("users / items", f"{stats['users']:,} / {stats['items']:,}")
+    table.add_row("features in records / lexicon", f"{stats['features_in_records']} / "
+                  f"{stats['lexicon_size']}")
+    table.add_row("mean explanation words", f"{stats['mean_explanation_words']}")
+    table.add_row("sentiment", ", ".join(f"{k} {v}" for k, v in stats["sentiment"].items()))
+    for reason, count in stats["no_explanation"].items():
+        table.add_row(f"no explanation: {reason}", f"{count:,}")
+    for reason, count in stats["input"]["skipped"].items():
+        lines = stats["input"]["skipped_lines"].get(reason, [])
+        shown = ", ".join(map(str, lines[:10])) + (" ..." if count > len(lines[:10]) else "")
+        table.add_row(f"skipped input: {reason}", f"{count:,} (lines {shown})")
+    if "seconds" in stats:
+        table.add_row("seconds", f"{stats['seconds']}")
+    return table
+
+
+@app.command()
+def prepare(
+    reviews: Annotated[
+        Path | None, typer.Option(help=f"Reviews file (default: <raw data>/{REVIEWS_FILE})")
+    ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            help="Feature lexicon, one per line (default: features.txt beside the default "
+            "reviews; none with --reviews -> built automatically)"
+        ),
+    ] = None,
+    auto_lexicon: Annotated[
+        bool, typer.Option("--auto-lexicon", help="Build the lexicon from the reviews")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="amazon | generic | auto")] = "auto",
+    out: Annotated[Path, typer.Option(help="Output directory")] = Path("var/data/musical"),
+    seed: Annotated[int, typer.Option(help="Split seed")] = 42,
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Reviews -> explanation records, a seeded 8:1:1 split, item profiles, user histories."""
+    from recx_worker.data.prepare import prepare as run
+    from recx_worker.data.readers import DataInputError
+
+    if fmt not in ("amazon", "generic", "auto"):
+        _fail(f"--format must be amazon, generic or auto, not {fmt!r}")
+    if reviews is None:
+        reviews = DEFAULT_RAW_DATA / REVIEWS_FILE
+        if features is None and not auto_lexicon:
+            features = DEFAULT_RAW_DATA / FEATURES_FILE
+    if auto_lexicon:
+        features = None
+    try:
+        result = run(reviews, out, features=features, fmt=fmt, seed=seed, progress=progress)  # type: ignore[arg-type]
+    except DataInputError as exc:
+        _fail(str(exc))
+        return
+    console.print(stats_table(result.stats))
+    console.print(f"wrote {result.out} in {result.seconds:.1f} s")
+
+
+@app.command()
+def lexicon(
+    reviews: Annotated[Path, typer.Option(help="Reviews file")] = DEFAULT_RAW_DATA / REVIEWS_FILE,
+    reference: Annotated[
+        Path | None, typer.Option(help="Compare with this lexicon (precision/recall)")
+    ] = DEFAULT_RAW_DATA / FEATURES_FILE,
+    top: Annotated[int, typer.Option(help="Size of the lexicon")] = 300,
+    out: Annotated[Path | None, typer.Option(help="Write the lexicon here")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="amazon | generic | auto")] = "auto",
+) -> None:
+    """Build the automatic feature lexicon and compare it with a reference lexicon."""
+    from recx_worker.data.auto_lexicon import build_lexicon, compare
+    from recx_worker.data.readers import DataInputError, read_reviews
+    from recx_worker.features import Lexicon
+
+    try:
+        auto = build_lexicon((r.text for r in read_reviews(reviews, fmt)), size=top)  # type: ignore[arg-type]
+    except DataInputError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"{len(auto)} features; first 40: " + ", ".join(auto.features[:40]))
+    if out is not None:
+        auto.save(out)
+        console.print(f"wrote {out}")
+    if reference is not None and reference.exists():
+        cmp = compare(auto, Lexicon.load(reference), top=top)
+        console.print(
+            f"vs {reference}: top-{top} overlap {cmp['overlap']}, precision {cmp['precision']:.3f}, "
+            f"recall {cmp['recall']:.3f}"
+        )

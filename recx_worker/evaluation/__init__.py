@@ -1,0 +1,1 @@
+"""Explanation-quality metrics and reports."""

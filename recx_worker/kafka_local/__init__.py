@@ -1,0 +1,1 @@
+"""A local Apache Kafka (KRaft) owned by recx: jars, storage, processes."""

@@ -1,0 +1,1 @@
+"""Embeddings, the FAISS index and the evidence API."""

@@ -1,0 +1,9 @@
+"""CLI commands (stub: filled in by the owning module)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    """Add ``recx bench index``."""

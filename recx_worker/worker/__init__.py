@@ -1,0 +1,1 @@
+"""The streaming worker: consume, validate, enrich, explain, publish, checkpoint."""
