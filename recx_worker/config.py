@@ -7,6 +7,7 @@ Every setting is listed in README "Configuration"; a test keeps that table true.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ CACHE_HOME = Path(os.environ.get("RECX_CACHE_HOME", Path.home() / ".cache" / "re
 
 
 class PathSettings(BaseModel):
-    raw_data: Path = Field(DEFAULT_RAW_DATA, description="Folder with the raw reviews + features.txt")
+    raw_data: Path = Field(
+        DEFAULT_RAW_DATA, description="Folder with the raw reviews + features.txt"
+    )
     data_dir: Path = Field(Path("var/data/musical"), description="Output of `recx data prepare`")
     index_dir: Path = Field(Path("var/index/musical"), description="Output of `recx index build`")
     adapter_dir: Path = Field(
@@ -77,6 +80,62 @@ class ValidationSettings(BaseModel):
     max_history: int = Field(50, description="Longest accepted `history` in a recommendation")
 
 
+class WorkerSettings(BaseModel):
+    """``recx worker``: batching, delivery, shutdown, observability."""
+
+    worker_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Stable id of this worker instance (default: host name); names its "
+        "transactional id in exactly-once mode",
+    )
+    max_batch: int = Field(64, ge=1, description="Most requests in one explainer micro-batch")
+    max_wait_ms: int = Field(50, ge=0, description="Longest wait to fill a micro-batch")
+    max_buffered: int = Field(
+        512, ge=1, description="Fetched events held before the worker pauses its partitions"
+    )
+    max_poll_records: int = Field(500, ge=1, description="Most records one poll returns")
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1000, description="Kafka max.poll.interval.ms (the loop polls far more often)"
+    )
+    session_timeout_ms: int = Field(45_000, ge=1000, description="Kafka session.timeout.ms")
+    heartbeat_interval_ms: int = Field(3_000, ge=100, description="Kafka heartbeat.interval.ms")
+    auto_offset_reset: str = Field(
+        "earliest", description="Where a new group starts: earliest | latest"
+    )
+    grace_period_s: float = Field(
+        30.0, gt=0, description="SIGTERM/SIGINT: time to finish in-flight work and commit"
+    )
+    revoke_wait_s: float = Field(
+        10.0, ge=0, description="On partition revocation: wait this long for the in-flight batch"
+    )
+    max_message_bytes: int = Field(64 * 1024, ge=1, description="Larger inputs are dead-lettered")
+    max_history: int = Field(50, ge=0, description="Longer histories are dead-lettered")
+    produce_timeout_s: float = Field(
+        30.0, gt=0, description="Wait for the broker's acknowledgement before retrying a send"
+    )
+    produce_retry_backoff_ms: int = Field(200, ge=0, description="First produce-retry backoff")
+    produce_retry_backoff_max_ms: int = Field(10_000, ge=0, description="Largest backoff")
+    linger_ms: int = Field(5, ge=0, description="Producer linger.ms")
+    transaction_timeout_ms: int = Field(
+        60_000, ge=1000, description="Exactly-once mode: Kafka transaction.timeout.ms"
+    )
+    metrics_host: str = Field("0.0.0.0", description="Bind address of /metrics, /healthz, /readyz")
+    metrics_port: int = Field(9400, ge=-1, description="HTTP port; 0 = any free port, -1 = off")
+    lag_interval_s: float = Field(5.0, gt=0, description="How often consumer lag is measured")
+    log_level: str = Field("INFO", description="DEBUG | INFO | WARNING | ERROR")
+    log_format: str = Field("json", description="json | console")
+    plugin_modules: list[str] = Field(
+        default_factory=list,
+        description="Extra plugin modules to import and register (besides entry points)",
+    )
+    consumer_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra kafka-python consumer options"
+    )
+    producer_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra kafka-python producer options"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RECX_", env_nested_delimiter="__", extra="ignore", toml_file=None
@@ -85,6 +144,7 @@ class Settings(BaseSettings):
     paths: PathSettings = Field(default_factory=PathSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     chain: ChainSettings = Field(default_factory=ChainSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @classmethod

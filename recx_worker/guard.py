@@ -129,7 +129,8 @@ class Guard:
             return "contains a forbidden term"  # the term itself may be personal data: not logged
         for pattern, label in _INJECTION:
             if match := pattern.search(text):
-                return f"instruction echo ({label}): {match.group(0).strip()!r}"
+                marker = match.group(0).strip().lstrip(".!?").strip()
+                return f"instruction echo ({label}): {marker!r}"
         for guard in self.extra_guards:
             name = type(guard).__name__
             try:

@@ -1,5 +1,122 @@
-"""CLI commands (stub: filled in by the owning module)."""
+"""``recx train lora``: fine-tune the LoRA explainer on the prepared explanation data."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True)
+console = Console(stderr=True)
+
+DATA_FILES = ("train.jsonl", "valid.jsonl", "item_profiles.json", "user_histories.json")
+
+
+def data_checksum(data_dir: Path) -> str:
+    """sha256 over the prepared files the training examples derive from."""
+    digest = hashlib.sha256()
+    for name in DATA_FILES:
+        digest.update(name.encode())
+        digest.update((data_dir / name).read_bytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _log(message: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+
+
+@app.command("lora")
+def lora(
+    data: Annotated[Path | None, typer.Option(help="Prepared data (default: paths.data_dir)")] = None,
+    index: Annotated[Path | None, typer.Option(help="Item index (default: paths.index_dir)")] = None,
+    base: Annotated[str, typer.Option(help="'smollm2' or a local HF causal-LM folder")] = "smollm2",
+    out: Annotated[
+        Path | None, typer.Option(help="Adapter directory (default: paths.adapter_dir)")
+    ] = None,
+    work: Annotated[
+        Path | None, typer.Option(help="Checkpoints (default: var/train/<out name>)")
+    ] = None,
+    max_train: Annotated[int | None, typer.Option(min=1, help="Sample this many train records")] = None,
+    max_valid: Annotated[int, typer.Option(min=1, help="Validation records for the loss")] = 160,
+    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    lr: Annotated[float, typer.Option(min=0.0)] = 5e-4,
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank")] = 8,
+    alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 2 x rank)")] = None,
+    eval_every: Annotated[int, typer.Option(min=1, help="Steps between validations")] = 50,
+    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (evals)")] = 3,
+    max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Time budget")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16")] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Fine-tune a LoRA adapter: evidence context -> explanation (loss on the explanation)."""
+    from recx_worker.config import load_settings
+    from recx_worker.data.dataset import PreparedData
+    from recx_worker.lm.adapter import AdapterError
+    from recx_worker.lm.loading import BaseModelError
+    from recx_worker.retrieval.evidence import EvidenceStore
+    from training.examples import build_examples
+    from training.lora import TrainConfig, train_lora
+
+    settings = load_settings()
+    data_dir = data or settings.paths.data_dir
+    out_dir = out or settings.paths.adapter_dir
+    work_dir = work or Path("var/train") / out_dir.name
+    if (work_dir / "checkpoint").exists() and not resume:
+        _fail(f"{work_dir} already holds a training run; pass --resume, or delete it to restart")
+    try:
+        prepared = PreparedData(data_dir)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    _log(f"building examples from {data_dir}")
+    store = EvidenceStore.open(data_dir, index or _existing(settings.paths.index_dir))
+    train = build_examples(store, prepared, "train", limit=max_train, seed=seed)
+    valid = build_examples(store, prepared, "valid", limit=max_valid, seed=seed)
+    _log(f"{len(train)} train / {len(valid)} valid examples")
+    config = TrainConfig(
+        out_dir=out_dir,
+        work_dir=work_dir,
+        base=base,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        rank=rank,
+        alpha=alpha or 2 * rank,
+        eval_every=eval_every,
+        patience=patience,
+        max_minutes=max_minutes,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        extra={"max_train": max_train, "max_valid": max_valid},
+    )
+    extra = {"data": {"dir": str(data_dir), "checksum": data_checksum(data_dir)}}
+    try:
+        result = train_lora(
+            config, train, valid, resume=resume, manifest_extra=extra, progress=progress, log=_log
+        )
+    except (BaseModelError, AdapterError, ValueError) as exc:
+        _fail(str(exc))
+    _log(
+        f"done: {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped}); "
+        f"best valid loss {result.best_valid_loss:.4f} at step {result.best_step}; "
+        f"adapter in {result.out_dir}"
+    )
+
+
+def _existing(path: Path) -> Path | None:
+    return path if (path / "manifest.json").exists() else None

@@ -2,13 +2,15 @@
 
 Method: product aspects are nouns that reviewers *refer to*; without a POS tagger, the signal
 for "is a noun" is how often a word follows a determiner or possessive ("the tuner", "my
-strap", "this cable") and how often it is the subject of an opinion ("... is great"). Each
-candidate unigram and bigram (no stop word, opinion word or number inside) is scored by::
+strap", "this cable"). Each candidate unigram and bigram (no stop word, opinion word, number
+or -ly adverb inside) is scored by::
 
     document frequency x share of occurrences after a determiner (smoothed)
 
-Bigrams must also be collocations (observed count >= 3x the count expected from their parts)
-and follow a determiner. The top ``size`` candidates, most frequent first, form the lexicon.
+Adjectives are dropped: a candidate that follows an intensifier ("very", "too", "pretty") in
+more than 3 % of its occurrences is not a noun. Bigrams must also be collocations (observed
+count >= 3x the count expected from their parts) and follow a determiner. The top ``size``
+candidates, most frequent first, form the lexicon.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from recx_worker.data.text import NEGATIVE, POSITIVE
+from recx_worker.data.text import NEGATIVE, POSITIVE, wordset
 from recx_worker.features import Lexicon, words
 
-DETERMINERS = frozenset("the this that these those my your his her their our its a an".split())
-STOP = frozenset(
+DETERMINERS = wordset("the this that these those my your his her their our its a an")
+STOP = wordset(
     """
     a an the this that these those my your his her their our its it it's i i'm i've i'd me we
     you he she they them us and or but if so than then too very really just also only even
@@ -38,8 +40,16 @@ STOP = frozenset(
     found try tried first last next new old little big long high low right left sure well
     back around enough though however instead either neither yes ok okay etc amazon star
     stars review reviews reviewer item items purchase purchased order ordered company
-    seller dollars bucks
-    """.split()
+    seller dollars bucks kind fact couple ones others point reason place end job deal idea
+    stuff whole mine part piece side top bottom overall without now always never quite
+    definitely actually probably especially almost yet ever once simply absolutely another
+    through going seems seem feel feels comes built set play looking pretty different real
+    super extra plus true open single regular original huge half past second means matter
+    amount included opinion friend name
+    """
+)
+INTENSIFIERS = wordset(
+    "very so too quite really pretty more most less fairly extremely super rather somewhat"
 )
 _EXCLUDED = STOP | ((POSITIVE | NEGATIVE) - {"quality", "value", "return", "issue"})
 
@@ -48,14 +58,25 @@ def _ok(token: str) -> bool:
     return len(token) > 2 and token.isalpha() and token not in _EXCLUDED
 
 
-def build_lexicon(texts: Iterable[str], size: int = 300, min_df: int = 10) -> Lexicon:
-    """The top ``size`` aspect candidates of ``texts`` (see module docstring)."""
+def _comparative(tok: str, adjective) -> bool:
+    """``tok`` is the -er form of an adjective (smaller, larger, heavier, bigger)."""
+    if not tok.endswith("er") or len(tok) < 5:
+        return False
+    stems = (tok[:-2], tok[:-1], tok[:-3] + "y", tok[:-3])
+    return any(adjective(stem) for stem in stems if len(stem) > 2)
+
+
+def build_lexicon(texts: Iterable[str], size: int = 300, min_df: int | None = None) -> Lexicon:
+    """The top ``size`` aspect candidates of ``texts`` (see module docstring); a candidate
+    needs ``min_df`` documents (default: 2 to 10, growing with the corpus)."""
     df: Counter = Counter()
     after_det: Counter = Counter()
+    after_int: Counter = Counter()
     total: Counter = Counter()
     uni: Counter = Counter()
-    n_tokens = 0
+    n_tokens = n_docs = 0
     for text in texts:
+        n_docs += 1
         tokens = words(text)
         n_tokens += len(tokens)
         seen: set[str] = set()
@@ -66,6 +87,7 @@ def build_lexicon(texts: Iterable[str], size: int = 300, min_df: int = 10) -> Le
             det = i > 0 and tokens[i - 1] in DETERMINERS
             total[tok] += 1
             after_det[tok] += det
+            after_int[tok] += i > 0 and tokens[i - 1] in INTENSIFIERS
             seen.add(tok)
             if i + 1 < len(tokens) and _ok(tokens[i + 1]):
                 bigram = f"{tok} {tokens[i + 1]}"
@@ -73,11 +95,24 @@ def build_lexicon(texts: Iterable[str], size: int = 300, min_df: int = 10) -> Le
                 after_det[bigram] += det
                 seen.add(bigram)
         df.update(seen)
+
+    def adjective(tok: str) -> bool:
+        return tok in _EXCLUDED or after_int[tok] > 0.03 * max(total[tok], 1)
+
+    if min_df is None:
+        min_df = max(2, min(10, n_docs // 500))
     scored: dict[str, float] = {}
     for cand, freq in df.items():
         if freq < min_df:
             continue
         det_share = (after_det[cand] + 1) / (total[cand] + 5)
+        parts = cand.split()
+        if any(after_int[p] > 0.03 * total[p] for p in parts):
+            continue  # an adjective ("small", "heavy")
+        if any(p.endswith("ly") and p[:-2] in uni for p in parts):
+            continue  # an adverb ("fairly"); "supply" and "assembly" stay
+        if any(_comparative(p, adjective) for p in parts):
+            continue  # "smaller", "heavier"
         if " " in cand:
             a, b = cand.split()
             expected = uni[a] * uni[b] / max(n_tokens, 1)

@@ -19,7 +19,7 @@ FEATURES_FILE = "features.txt"
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -32,11 +32,13 @@ def stats_table(stats: dict) -> Table:
     table.add_row("coverage", f"{stats['coverage']:.1%}")
     for name, split in stats["splits"].items():
         table.add_row(
-            f"{name}", f"{split['records']:,} records, {split['users']} users, {split['items']} items"
+            f"{name}",
+            f"{split['records']:,} records, {split['users']} users, {split['items']} items",
         )
     table.add_row("users / items", f"{stats['users']:,} / {stats['items']:,}")
-    table.add_row("features in records / lexicon", f"{stats['features_in_records']} / "
-                  f"{stats['lexicon_size']}")
+    table.add_row(
+        "features in records / lexicon", f"{stats['features_in_records']} / {stats['lexicon_size']}"
+    )
     table.add_row("mean explanation words", f"{stats['mean_explanation_words']}")
     table.add_row("sentiment", ", ".join(f"{k} {v}" for k, v in stats["sentiment"].items()))
     for reason, count in stats["no_explanation"].items():
@@ -118,6 +120,6 @@ def lexicon(
     if reference is not None and reference.exists():
         cmp = compare(auto, Lexicon.load(reference), top=top)
         console.print(
-            f"vs {reference}: top-{top} overlap {cmp['overlap']}, precision {cmp['precision']:.3f}, "
-            f"recall {cmp['recall']:.3f}"
+            f"vs {reference}: top-{top} overlap {cmp['overlap']}, "
+            f"precision {cmp['precision']:.3f}, recall {cmp['recall']:.3f}"
         )

@@ -13,14 +13,16 @@ import re
 from dataclasses import dataclass
 
 from recx_worker.data.readers import Review
-from recx_worker.data.text import feature_sentiment, has_url, polarity, sentences
+from recx_worker.data.text import feature_sentiment, has_url, polarity, sentences, wordset
 from recx_worker.features import Lexicon, words
 
 MIN_WORDS, MAX_WORDS = 4, 30
-_FIRST_PERSON = frozenset("i i'm i've i'd my me we our".split())
-_NARRATIVE = frozenset("bought ordered received purchased shipping shipped arrived gift amazon "
-                       "seller review reviews star stars returned".split())
-_COPULA = frozenset("is are was were sounds feels looks seems stays holds".split())
+_FIRST_PERSON = wordset("i i'm i've i'd my me we our")
+_NARRATIVE = wordset(
+    "bought ordered received purchased shipping shipped arrived gift amazon "
+    "seller review reviews star stars returned"
+)
+_COPULA = wordset("is are was were sounds feels looks seems stays holds")
 _ALNUM = re.compile(r"[A-Za-z]{3,}")
 
 

@@ -77,6 +77,8 @@ def prepare(
 ) -> PrepareResult:
     """Run the whole pipeline and write ``out``; raises :class:`DataInputError` on bad input."""
     started = time.perf_counter()
+    if features is not None and not Path(features).is_file():
+        raise DataInputError(f"features file not found: {features}")
     report = ReadReport()
     reviews = list(
         tqdm(
@@ -134,8 +136,10 @@ def prepare(
         "format": fmt,
         "inputs": {"reviews": {"path": str(reviews_path), "sha256": sha256(reviews_path)}},
         "lexicon": {"source": lexicon_source, "size": len(lexicon)},
-        "split": {"ratios": [8, 1, 1], "method": "seeded shuffle; first record of each user "
-                  "and item reserved for train"},
+        "split": {
+            "ratios": [8, 1, 1],
+            "method": "seeded shuffle; first record of each user and item reserved for train",
+        },
     }
     if features is not None:
         manifest["inputs"]["features"] = {"path": str(features), "sha256": sha256(features)}
@@ -153,9 +157,12 @@ def prepare(
     stats["seconds"] = seconds
     _write_json(tmp / "stats.json", stats)
     _write_json(tmp / "manifest.json", manifest)
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
     if out.exists():
-        shutil.rmtree(out)
+        out.rename(old)
     tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     return PrepareResult(out, stats, manifest, seconds, splits)
 
 

@@ -42,8 +42,13 @@ def review_mentions(text: str, lexicon: Lexicon) -> dict[str, int]:
     return {f: (s > 0) - (s < 0) for f, s in out.items()}
 
 
-def _stats(counts: dict[str, int], sentiment: dict[str, int]) -> list[FeatureStat]:
-    ranked = sorted(counts, key=lambda f: (-counts[f], f))
+def _stats(
+    counts: dict[str, int], sentiment: dict[str, int], spread: dict[str, int] | None = None
+) -> list[FeatureStat]:
+    """Most mentioned first; ties go to the more specific feature (mentioned for fewer
+    items/users in ``spread``), then alphabetical."""
+    spread = spread or {}
+    ranked = sorted(counts, key=lambda f: (-counts[f], spread.get(f, 0), f))
     return [
         FeatureStat(feature=f, count=counts[f], sentiment=round(sentiment[f] / counts[f], 3))
         for f in ranked
@@ -74,6 +79,10 @@ def item_profiles(train: Iterable[TrainReview]) -> dict[str, ItemProfile]:
     by_item: dict[str, list[TrainReview]] = defaultdict(list)
     for review in train:
         by_item[review.record.item_id].append(review)
+    spread: dict[str, int] = defaultdict(int)  # items whose reviews mention the feature
+    for reviews in by_item.values():
+        for feature in {f for r in reviews for f in r.mentions}:
+            spread[feature] += 1
     profiles: dict[str, ItemProfile] = {}
     for item_id in sorted(by_item):
         reviews = by_item[item_id]
@@ -83,7 +92,7 @@ def item_profiles(train: Iterable[TrainReview]) -> dict[str, ItemProfile]:
             for feature, sign in review.mentions.items():
                 counts[feature] += 1
                 senti[feature] += sign
-        features = _stats(counts, senti)
+        features = _stats(counts, senti, spread)
         top = {f.feature for f in features[:N_TOP_FOR_SNIPPETS]}
         profiles[item_id] = ItemProfile(
             item_id=item_id,
@@ -119,5 +128,7 @@ def user_histories(train: Iterable[TrainReview]) -> dict[str, UserHistory]:
                     features=list(review.mentions),
                 )
             )
-        histories[user_id] = UserHistory(user_id=user_id, items=items, features=_stats(counts, senti))
+        histories[user_id] = UserHistory(
+            user_id=user_id, items=items, features=_stats(counts, senti)
+        )
     return histories

@@ -120,7 +120,9 @@ def _convert(obj: dict, fmt: str, line: int, report: ReadReport) -> Review | Non
     )
 
 
-def read_reviews(path: Path, fmt: Format = "auto", report: ReadReport | None = None) -> Iterator[Review]:
+def read_reviews(
+    path: Path, fmt: Format = "auto", report: ReadReport | None = None
+) -> Iterator[Review]:
     """Yield the valid reviews of ``path``; skipped lines are recorded in ``report``."""
     path = Path(path)
     if not path.exists():
@@ -134,7 +136,7 @@ def read_reviews(path: Path, fmt: Format = "auto", report: ReadReport | None = N
     line_no = 0
     try:
         with _open(path) as handle:
-            for line_no, line in enumerate(handle, start=1):  # noqa: B007
+            for line_no, line in enumerate(handle, start=1):
                 report.lines = line_no
                 if not line.strip():
                     continue

@@ -8,11 +8,17 @@ from recx_worker.features import words
 
 # A sentence ends at . ! ? (or a run of them) followed by space or by a capital letter glued to
 # it ("affordable.I did not"), and at line breaks. Decimal numbers ("1.5") are not split.
-_SPLIT = re.compile(r"(?<=[.!?])(?:\s+|(?=[A-Z][a-z]))|\n+|(?<=[a-z]);\s+|\s+-{1,2}\s+")
+_SPLIT = re.compile(r"(?<=[.!?])(?:\s+|(?=[A-Z][a-z]|I\s))|\n+|(?<=[a-z]);\s+|\s+-{1,2}\s+")
 _URL = re.compile(r"https?://|www\.|\.com\b|\.net\b|\.org\b", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 
-POSITIVE = frozenset(
+
+def wordset(text: str) -> frozenset[str]:
+    """The whitespace-separated words of ``text`` as a set (for word lists)."""
+    return frozenset(text.split())
+
+
+POSITIVE = wordset(
     """
     good great excellent awesome amazing perfect perfectly nice fine solid sturdy durable
     reliable accurate precise easy easily clear clean bright warm rich smooth sweet crisp full
@@ -23,9 +29,9 @@ POSITIVE = frozenset(
     compact portable affordable cheap inexpensive reasonable bargain quality favorite versatile
     responsive natural balanced consistent brilliant gorgeous lovely terrific incredible
     superior fabulous cool classic effective efficient sharp thick soft works worked excellently
-    """.split()
+    """
 )
-NEGATIVE = frozenset(
+NEGATIVE = wordset(
     """
     bad poor poorly terrible awful horrible cheaply flimsy fragile weak broke broken break
     breaks breaking cracked defective faulty noisy harsh thin muddy tinny buzz buzzing hum
@@ -34,10 +40,12 @@ NEGATIVE = frozenset(
     junk garbage crap overpriced expensive uncomfortable unreliable inaccurate unstable
     failed fails fail died dead returned return waste wrong slipped slips slipping rattles
     rattle rattling dull dim flaky sloppy stiff lacking lacks mediocre meh unfortunately
-    """.split()
+    """
 )
-NEGATIONS = frozenset("not no never n't dont don't doesn't didn't isn't wasn't aren't won't "
-                      "can't cannot couldn't wouldn't hardly without nothing".split())
+NEGATIONS = wordset(
+    "not no never n't dont don't doesn't didn't isn't wasn't aren't won't "
+    "can't cannot couldn't wouldn't hardly without nothing"
+)
 
 
 def clean(text: str) -> str:
@@ -87,4 +95,4 @@ def feature_sentiment(tokens: list[str], feature: str, window: int = 5) -> int:
     return 0 if pos == neg else 1 if pos > neg else -1
 
 
-__all__ = ["clean", "feature_sentiment", "has_url", "polarity", "sentences", "words"]
+__all__ = ["clean", "feature_sentiment", "has_url", "polarity", "sentences", "words", "wordset"]

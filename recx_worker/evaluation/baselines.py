@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from recx_worker.data.dataset import ExplanationRecord
-from recx_worker.explainer import BaseExplainer, Explanation, ExplainRequest
+from recx_worker.explainer import BaseExplainer, ExplainRequest, Explanation
 
 
 class MostFrequentExplanation(BaseExplainer):

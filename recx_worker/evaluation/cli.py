@@ -1,11 +1,116 @@
-"""CLI commands (stub: filled in by the owning module)."""
+"""CLI: ``recx eval`` (quality report) and ``recx bench generate`` (generation speed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from recx_worker.config import PathSettings
+
+_DEFAULTS = PathSettings()
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _names(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one explainer")
+    return names
+
+
+def eval_command(
+    data: Path = typer.Option(_DEFAULTS.data_dir, "--data", help="Prepared-data directory."),
+    split: str = typer.Option("test", "--split", help="train, valid or test."),
+    explainers: str = typer.Option(
+        "template,prompt,lora", "--explainers", help="Comma-separated explainer names."
+    ),
+    out: Path = typer.Option(Path("reports/latest"), "--out", help="Report directory."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Score the first N records."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Requests per explain_batch."),
+    external: list[Path] = typer.Option(
+        [], "--external", help="JSONL of {id, text} from another system (repeatable)."
+    ),
+    index: Path | None = typer.Option(None, "--index", help="FAISS index dir (default: none)."),
+    baselines: bool = typer.Option(
+        True, "--baselines/--no-baselines", help="Include the most-frequent-explanation baseline."
+    ),
+    samples: int = typer.Option(20, "--samples", min=0, help="Records in samples.md."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding; tables + plots."""
+    from recx_worker.evaluation.evaluate import EvalConfig, EvalInputError, command_line, run_eval
+
+    cfg = EvalConfig(
+        data_dir=data,
+        split=split,
+        explainers=_names(explainers),
+        out=out,
+        limit=limit,
+        batch_size=batch_size,
+        externals=list(external),
+        baselines=baselines,
+        index_dir=index,
+        samples=samples,
+        progress=progress,
+        command=command_line(),
+    )
+    try:
+        doc = run_eval(cfg)
+    except EvalInputError as exc:
+        _fail(str(exc))
+        return
+    typer.echo((out / "metrics.md").read_text(encoding="utf-8"))
+    typer.echo(f"wrote {out}/metrics.json, metrics.md, samples.md, *.png")
+    if doc["unavailable"]:
+        for name, why in doc["unavailable"].items():
+            typer.secho(f"not evaluated: {name}: {why}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=1)
+
+
+def bench_generate_command(
+    data: Path = typer.Option(_DEFAULTS.data_dir, "--data", help="Prepared-data directory."),
+    explainers: str = typer.Option("prompt,lora", "--explainers", help="LM explainers to bench."),
+    n: int = typer.Option(64, "--n", min=1, help="Requests (test split) per configuration."),
+    batch_sizes: str = typer.Option(
+        "", "--batch-sizes", help="Comma-separated sweep (default 1,8,32 on CPU, 1..128 on GPU)."
+    ),
+    naive: bool = typer.Option(
+        True, "--naive/--no-naive", help="Include one-at-a-time generate()."
+    ),
+    out: Path = typer.Option(
+        Path("reports/bench/generate.json"), "--out", help="JSON output file."
+    ),
+    index: Path | None = typer.Option(None, "--index", help="FAISS index dir (default: none)."),
+) -> None:
+    """Batched generation vs one-at-a-time generate(): expl/s, tokens/s, p50/p99, peak memory."""
+    from recx_worker.evaluation.bench import BenchInputError, run_generate_bench
+
+    try:
+        sizes = [int(s) for s in batch_sizes.split(",") if s.strip()] if batch_sizes else None
+    except ValueError:
+        _fail(f"--batch-sizes must be comma-separated integers, got {batch_sizes!r}")
+        return
+    if sizes is not None and (not sizes or min(sizes) < 1):
+        _fail("--batch-sizes must be positive integers")
+        return
+    try:
+        run_generate_bench(
+            data, _names(explainers), n=n, batch_sizes=sizes, naive=naive, out=out, index_dir=index
+        )
+    except BenchInputError as exc:
+        _fail(str(exc))
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's top-level commands."""
+    """Add ``recx eval``."""
+    app.command("eval")(eval_command)
 
 
 def register_bench(bench_app: typer.Typer) -> None:
-    """Add this module's ``recx bench`` commands."""
+    """Add ``recx bench generate``."""
+    bench_app.command("generate")(bench_generate_command)

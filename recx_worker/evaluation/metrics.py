@@ -36,7 +36,9 @@ def _ngram_counts(tokens: Tokens, max_order: int) -> Counter[tuple[str, ...]]:
     return counts
 
 
-def corpus_bleu(references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int) -> float:
+def corpus_bleu(
+    references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int
+) -> float:
     """Corpus BLEU-``max_order`` x100 (one reference per hypothesis, no smoothing)."""
     if len(references) != len(hypotheses):
         raise ValueError("references and hypotheses differ in length")

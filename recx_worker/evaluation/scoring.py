@@ -45,7 +45,9 @@ class ScoringContext:
         cls, data: PreparedData, records: list[ExplanationRecord], evidence_allowed: list[set[str]]
     ) -> ScoringContext:
         """``evidence_allowed[i]``: features the evidence for record i allows (guard's view)."""
-        dataset_features = {r.feature for split in ("train", "valid", "test") for r in data.split(split)}
+        dataset_features = {
+            r.feature for split in ("train", "valid", "test") for r in data.split(split)
+        }
         profiles = data.item_profiles
         allowed = []
         for record, from_evidence in zip(records, evidence_allowed, strict=True):
@@ -62,9 +64,7 @@ class ScoringContext:
 
     def grounded(self, texts: Sequence[str]) -> list[bool]:
         """Per text: mentions only features the item has (profile features or evidence)."""
-        return [
-            set(self.lexicon.find(t)) <= ok for t, ok in zip(texts, self.allowed, strict=True)
-        ]
+        return [set(self.lexicon.find(t)) <= ok for t, ok in zip(texts, self.allowed, strict=True)]
 
 
 def score_outputs(ctx: ScoringContext, outputs: Outputs) -> dict:

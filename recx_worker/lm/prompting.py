@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from recx_worker.events import Evidence
 
-MAX_FEATURES = 6
-MAX_SUPPORTING = 3
-MAX_SUPPORTING_FEATURES = 3
-SNIPPET_WORDS = 24
+MAX_FEATURES = 5
+MAX_USER_FEATURES = 4
+MAX_SUPPORTING = 2
+MAX_SUPPORTING_FEATURES = 2
+SNIPPET_WORDS = 20
 ANSWER_CUE = "Explanation:"
 
 SYSTEM_PROMPT = (
@@ -82,17 +83,16 @@ def render_context(evidence: Evidence) -> str:
     item_features = _unique(evidence.item_features, MAX_FEATURES)
     if item_features:
         lines.append("Product features: " + ", ".join(item_features))
-    user_features = _unique(evidence.user_features, MAX_FEATURES)
+    user_features = _unique(evidence.user_features, MAX_USER_FEATURES)
     if user_features:
         lines.append("Shopper cares about: " + ", ".join(user_features))
     liked = []
     for item in evidence.supporting_items[:MAX_SUPPORTING]:
-        features = _unique(item.features, MAX_SUPPORTING_FEATURES)
-        if features:
-            rating = f" ({item.rating:g}/5)" if item.rating is not None else ""
-            liked.append(", ".join(features) + rating)
+        if item.rating is not None and item.rating < 4:
+            continue  # only what the shopper liked supports a recommendation
+        liked.extend(_unique(item.features, MAX_SUPPORTING_FEATURES))
     if liked:
-        lines.append("Shopper liked products with: " + "; ".join(liked))
+        lines.append("Shopper liked: " + ", ".join(dict.fromkeys(liked)))
     snippet = sanitize_snippet(evidence.item_snippet)
     if snippet:
         lines.append(f'A reviewer wrote: "{snippet}"')

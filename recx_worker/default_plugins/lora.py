@@ -1,0 +1,28 @@
+"""Placeholder for the built-in `lora` explainer (its owner replaces this module).
+
+It registers the name so the entry point loads, and refuses to warm up, so a chain that lists
+it hands every request to the next stage with a clear reason.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from recx_worker.explainer import BaseExplainer, ExplainRequest, Explanation
+from recx_worker.hookspecs import hookimpl
+
+
+class LoraExplainer(BaseExplainer):
+    name: ClassVar[str] = "lora"
+    version: ClassVar[str] = "0.0.0"
+
+    def warm_up(self) -> None:
+        raise RuntimeError("the lora explainer is not available in this build yet")
+
+    def explain_one(self, request: ExplainRequest) -> Explanation:
+        raise RuntimeError("the lora explainer is not available in this build yet")
+
+
+@hookimpl
+def recx_explainers() -> list[type]:
+    return [LoraExplainer]

@@ -1,0 +1,256 @@
+"""``recx eval``: explainers (and external outputs) over a split -> metrics, tables, plots."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from recx_worker.data.dataset import ExplanationRecord, PreparedData
+from recx_worker.evaluation import plots
+from recx_worker.evaluation.baselines import MostFrequentExplanation
+from recx_worker.evaluation.report import markdown_tables, samples_markdown, write_json
+from recx_worker.evaluation.runner import (
+    FALLBACK,
+    NO_ANSWER,
+    RawRun,
+    deliver,
+    record_event,
+    run_explainer,
+)
+from recx_worker.evaluation.scoring import Outputs, ScoringContext, score_outputs
+from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
+
+log = structlog.get_logger(__name__)
+
+
+class EvalInputError(ValueError):
+    """Bad user input to ``recx eval`` (reported as a message, never as a traceback)."""
+
+
+@dataclass(slots=True)
+class EvalConfig:
+    data_dir: Path
+    split: str
+    explainers: list[str]
+    out: Path
+    limit: int | None = None
+    batch_size: int = 16
+    externals: list[Path] = field(default_factory=list)
+    baselines: bool = True
+    index_dir: Path | None = None
+    samples: int = 20
+    progress: bool = True
+    command: str = ""
+
+
+def read_external(path: Path, records: list[ExplanationRecord]) -> tuple[RawRun, int]:
+    """An external system's outputs (JSONL with ``id``/``record_id`` and ``text``) as a run.
+
+    Returns the run and the number of records the file has no text for (scored as empty).
+    """
+    if not path.is_file():
+        raise EvalInputError(f"external file not found: {path}")
+    texts: dict[str, str] = {}
+    with path.open(encoding="utf-8") as handle:
+        for n, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise EvalInputError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            key = row.get("id", row.get("record_id")) if isinstance(row, dict) else None
+            text = row.get("text") if isinstance(row, dict) else None
+            if not isinstance(key, str) or not isinstance(text, str):
+                raise EvalInputError(
+                    f"{path}:{n}: expected an object with string 'id' (or 'record_id') and 'text'"
+                )
+            texts[key] = text
+    outcomes: list[Any] = []
+    missing = 0
+    for record in records:
+        if record.record_id in texts:
+            outcomes.append(Explanation(text=texts[record.record_id]))
+        else:
+            missing += 1
+            outcomes.append(ExplainFailure("Missing", "no text in the external file"))
+    if missing == len(records):
+        raise EvalInputError(f"{path}: no line matches a record_id of the evaluated split")
+    return RawRun(f"ext:{path.stem}", "external", outcomes, 0.0), missing
+
+
+def _requests(
+    records: list[ExplanationRecord], store: Any, max_words: int
+) -> tuple[list[ExplanationRecord], list[ExplainRequest], int]:
+    from recx_worker.enrich import enrich
+
+    kept_records, requests = [], []
+    for record, req in zip(
+        records, enrich([record_event(r) for r in records], store, max_words), strict=True
+    ):
+        if isinstance(req, ExplainRequest):
+            kept_records.append(record)
+            requests.append(req)
+    return kept_records, requests, len(records) - len(kept_records)
+
+
+def _hardware_text() -> str:
+    from recx_worker.benchio import hardware
+
+    hw = hardware()
+    text = f"{platform.processor() or hw['machine']}, {hw['cpu_count']} CPUs"
+    return text + (f", GPU {hw['gpu']}" if "gpu" in hw else "")
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """Run everything ``cfg`` asks for and write the report into ``cfg.out``."""
+    from recx_worker.config import load_settings
+    from recx_worker.guard import Guard
+    from recx_worker.plugins import UnknownExplainerError, create_explainer
+    from recx_worker.retrieval.evidence import EvidenceStore
+
+    try:
+        data = PreparedData(cfg.data_dir)
+        records = data.split(cfg.split)
+    except (FileNotFoundError, ValueError) as exc:
+        raise EvalInputError(str(exc)) from None
+    if cfg.limit is not None:
+        records = records[: cfg.limit]
+    if not records:
+        raise EvalInputError(f"the {cfg.split} split of {cfg.data_dir} has no record")
+    settings = load_settings()
+    settings.paths.data_dir = cfg.data_dir
+    if cfg.index_dir is not None:
+        settings.paths.index_dir = cfg.index_dir
+    store = EvidenceStore.open(cfg.data_dir, cfg.index_dir)
+    records, requests, unknown = _requests(records, store, settings.chain.max_words)
+    if not requests:
+        raise EvalInputError("no record of the split could be enriched (unknown items)")
+    guard = Guard.with_plugins(data.lexicon)
+
+    runs: dict[str, RawRun] = {}
+    unavailable: dict[str, str] = {}
+    notes: dict[str, dict] = {}
+    names = list(dict.fromkeys([FALLBACK, *cfg.explainers]))
+    for name in names:
+        try:
+            options = settings.chain.options.get(name, {})
+            explainer = create_explainer(name, settings=settings, store=store, **options)
+            explainer.warm_up()
+        except UnknownExplainerError as exc:
+            raise EvalInputError(str(exc)) from None
+        except Exception as exc:
+            unavailable[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("explainer_unavailable", explainer=name, reason=unavailable[name])
+            continue
+        try:
+            runs[name] = run_explainer(explainer, requests, cfg.batch_size, cfg.progress)
+        finally:
+            explainer.close()
+    if FALLBACK not in runs:
+        raise EvalInputError(
+            f"the {FALLBACK} explainer (the fallback) is unavailable: {unavailable}"
+        )
+    if cfg.baselines:
+        baseline = MostFrequentExplanation(data.split("train"))
+        runs[baseline.name] = run_explainer(baseline, requests, cfg.batch_size, progress=False)
+    for path in cfg.externals:
+        run, missing = read_external(path, records)
+        runs[run.name] = run
+        notes[run.name] = {"missing_texts": missing}
+
+    ctx = ScoringContext.build(data, records, [r.evidence.allowed_features() for r in requests])
+    results: dict[str, dict[str, dict]] = {}
+    texts: dict[str, dict[str, list[str]]] = {}
+    stages: dict[str, list[str]] = {}
+    order = [n for n in cfg.explainers if n in runs] + [n for n in runs if n not in cfg.explainers]
+    for name in order:
+        run = runs[name]
+        delivered = deliver([run, runs[FALLBACK]], requests, guard)
+        raw = score_outputs(
+            ctx,
+            Outputs(
+                run.texts, failures=run.failures, guard_rejections=delivered.first_stage_rejections
+            ),
+        )
+        raw["rejection_reasons"] = delivered.first_stage_reasons
+        raw["seconds"] = run.seconds
+        raw["per_second"] = len(requests) / run.seconds if run.seconds > 0 else None
+        fallbacks = sum(s != name for s in delivered.stages)
+        got = score_outputs(
+            ctx,
+            Outputs(
+                delivered.texts,
+                stages=delivered.stages,
+                failures=delivered.stages.count(NO_ANSWER),
+                fallbacks=fallbacks,
+            ),
+        )
+        results[name] = {"raw": raw | notes.get(name, {}), "delivered": got}
+        texts[name] = {"raw": run.texts, "delivered": delivered.texts}
+        stages[name] = delivered.stages
+    chain = [n for n in settings.chain.explainers if n in runs]
+    if len(chain) > 2 and all(n in runs for n in settings.chain.explainers):
+        # The configured production chain (lora -> prompt -> template by default).
+        label = "chain:" + ">".join(chain)
+        delivered = deliver([runs[n] for n in chain], requests, guard)
+        got = score_outputs(
+            ctx,
+            Outputs(
+                delivered.texts,
+                stages=delivered.stages,
+                failures=delivered.stages.count(NO_ANSWER),
+                fallbacks=sum(s != chain[0] for s in delivered.stages),
+            ),
+        )
+        results[label] = {"delivered": got}
+        texts[label] = {"delivered": delivered.texts}
+        stages[label] = delivered.stages
+
+    doc = {
+        "meta": {
+            "data": str(cfg.data_dir),
+            "split": cfg.split,
+            "n": len(records),
+            "limit": cfg.limit,
+            "skipped_unknown_items": unknown,
+            "reference_words": 15,
+            "fcr_denominators": ctx.denominators,
+            "batch_size": cfg.batch_size,
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "hardware_text": _hardware_text(),
+            "python": sys.version.split()[0],
+            "command": cfg.command,
+        },
+        "results": results,
+        "unavailable": unavailable,
+    }
+    _write(cfg, doc, ctx, records, texts, stages)
+    return doc
+
+
+def _write(cfg, doc, ctx, records, texts, stages) -> None:
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", doc)
+    (out / "metrics.md").write_text(markdown_tables(doc), encoding="utf-8")
+    (out / "samples.md").write_text(
+        samples_markdown(records, texts, stages, n=cfg.samples), encoding="utf-8"
+    )
+    refs = [r.explanation for r in records]
+    delivered = {name: modes["delivered"] for name, modes in texts.items()}
+    plots.metric_bars(doc["results"], out / "metrics.png")
+    plots.length_distributions(delivered, refs, out / "lengths.png")
+    plots.feature_frequencies(delivered, refs, ctx.matcher, out / "features.png")
+
+
+def command_line() -> str:
+    return "recx " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,0 +1,66 @@
+"""LoRA adapter directories: manifest, loading, merging into the base for inference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from recx_worker.lm.device import DeviceChoice, select_device
+from recx_worker.lm.loading import ResolvedBase, load_causal_lm
+
+MANIFEST = "manifest.json"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", MANIFEST)
+
+
+class AdapterError(RuntimeError):
+    """The adapter directory is missing, incomplete or does not fit the base model."""
+
+
+def read_manifest(adapter_dir: Path) -> dict[str, Any]:
+    """The adapter's manifest; raises ``AdapterError`` with what is missing."""
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        raise AdapterError(
+            f"adapter directory {adapter_dir} does not exist; train one with `recx train lora` "
+            "or set paths.adapter_dir"
+        )
+    missing = [name for name in ADAPTER_FILES if not (adapter_dir / name).exists()]
+    if missing:
+        raise AdapterError(f"adapter directory {adapter_dir} lacks {', '.join(missing)}")
+    try:
+        manifest = json.loads((adapter_dir / MANIFEST).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise AdapterError(f"{adapter_dir / MANIFEST} is not valid JSON: {exc}") from exc
+    for key in ("version", "base_model"):
+        if key not in manifest:
+            raise AdapterError(f"{adapter_dir / MANIFEST} lacks {key!r}")
+    return manifest
+
+
+def load_merged(
+    adapter_dir: Path,
+    *,
+    base: str | None = None,
+    cache_dir: Path | None = None,
+    device: DeviceChoice | None = None,
+) -> tuple[Any, Any, ResolvedBase, dict[str, Any]]:
+    """Base model + adapter merged into plain weights: ``(model, tokenizer, base, manifest)``."""
+    from peft import PeftModel
+
+    manifest = read_manifest(adapter_dir)
+    device = device or select_device()
+    model, tokenizer, resolved = load_causal_lm(
+        base or manifest["base_model"]["name"], cache_dir=cache_dir, device=device
+    )
+    expected = manifest["base_model"].get("checksum")
+    if expected and expected != resolved.checksum:
+        raise AdapterError(
+            f"adapter {adapter_dir} was trained on base {expected}, but the base loaded is "
+            f"{resolved.checksum}"
+        )
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    merged = peft_model.merge_and_unload()
+    merged.to(device.device, dtype=device.dtype)
+    merged.eval()
+    return merged, tokenizer, resolved, manifest

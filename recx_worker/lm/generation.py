@@ -1,0 +1,123 @@
+"""Batched generation: left padding, attention masks, the KV cache, bounded new tokens.
+
+``Generator.generate(prompts, batch_size)`` is the batched path used by the explainers and by
+``recx bench generate``; ``Generator.generate_one_by_one(prompts)`` is the naive baseline
+(one ``model.generate()`` call per prompt, no padding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+DEFAULT_MAX_NEW_TOKENS = 32
+MAX_PROMPT_TOKENS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationConfig:
+    """Decoding settings: greedy by default; ``num_beams`` > 1 for beam search, ``top_p`` to sample."""
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    num_beams: int = 1
+    top_p: float | None = None
+    temperature: float = 1.0
+    repetition_penalty: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_new_tokens <= 256:
+            raise ValueError("max_new_tokens must be between 1 and 256")
+        if self.num_beams < 1:
+            raise ValueError("num_beams must be >= 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+
+    @property
+    def sampling(self) -> bool:
+        return self.top_p is not None
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_beams": self.num_beams,
+            "do_sample": self.sampling,
+            "use_cache": True,
+        }
+        if self.sampling:
+            kwargs |= {"top_p": self.top_p, "temperature": self.temperature, "top_k": 0}
+        if self.repetition_penalty:
+            kwargs["repetition_penalty"] = self.repetition_penalty
+        return kwargs
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _chunks(order: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
+
+
+class Generator:
+    """Generates continuations of text prompts with a causal LM and its tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: GenerationConfig | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or GenerationConfig()
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def _encode(self, prompts: Sequence[str]) -> Any:
+        self.tokenizer.padding_side = "left"
+        return self.tokenizer(
+            list(prompts),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=MAX_PROMPT_TOKENS,
+            add_special_tokens=False,
+        ).to(self.device)
+
+    def _run(self, prompts: Sequence[str]) -> list[str]:
+        import torch
+
+        batch = self._encode(prompts)
+        if self.config.sampling:
+            torch.manual_seed(self.config.seed)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **batch,
+                **self.config.generate_kwargs(),
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def generate(self, prompts: Sequence[str], batch_size: int = 32) -> list[str]:
+        """Continuations of ``prompts`` (same order), ``batch_size`` prompts per forward pass.
+
+        Prompts are grouped by token length so little padding is needed.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if not prompts:
+            return []
+        lengths = [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+        results: list[str] = [""] * len(prompts)
+        for chunk in _chunks(order, batch_size):
+            for index, text in zip(chunk, self._run([prompts[i] for i in chunk]), strict=True):
+                results[index] = text
+        return results
+
+    def generate_one_by_one(self, prompts: Sequence[str]) -> list[str]:
+        """The naive baseline: one unpadded ``generate()`` call per prompt."""
+        return [self._run([prompt])[0] for prompt in prompts]

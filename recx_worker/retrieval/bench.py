@@ -1,0 +1,145 @@
+"""``recx bench index``: a large synthetic catalog through the large-catalog index type.
+
+Vectors are clustered Gaussians (seeded): ``n_clusters`` random unit centres, each vector a
+centre plus isotropic noise of norm ~``noise``, L2-normalised, like embeddings of a catalog with
+product groups. At ``noise`` 1.0 a vector's cosine to its centre is ~0.7; at 1.5 clusters
+overlap strongly (a harder case for IVF).
+Ground truth is exact inner-product search (``faiss.knn``) for a sample of queries.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import numpy as np
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def synthetic_vectors(
+    n: int,
+    dim: int = 384,
+    n_clusters: int = 1000,
+    noise: float = 1.0,
+    seed: int = 42,
+    chunk: int = 100_000,
+) -> np.ndarray:
+    """``n`` x ``dim`` normalised float32 vectors around ``n_clusters`` centres (chunked)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, dim), dtype=np.float32)
+    scale = np.float32(noise / np.sqrt(dim))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        labels = rng.integers(0, n_clusters, size=stop - start)
+        block = rng.standard_normal((stop - start, dim), dtype=np.float32) * scale
+        block += centres[labels]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start:stop] = block
+    return out
+
+
+def run_bench(
+    n: int = 1_000_000,
+    dim: int = 384,
+    index_type: str = "ivf",
+    n_queries: int = 1000,
+    k: int = 10,
+    nprobe: int | None = None,
+    threads: int | None = None,
+    seed: int = 42,
+    noise: float = 1.0,
+) -> tuple[list[dict], dict]:
+    """Build, query and score one index; returns (rows, meta) for ``benchio.report``."""
+    import faiss
+
+    from recx_worker.retrieval.index import build_faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    gc.collect()
+    rss0 = rss_bytes()
+    t0 = time.perf_counter()
+    # Queries are held-out draws from the same distribution (the last rows).
+    data = synthetic_vectors(n + n_queries, dim, noise=noise, seed=seed)
+    base, queries = data[:n], data[n:].copy()
+    gen_s = time.perf_counter() - t0
+    rss_data = rss_bytes()
+
+    t0 = time.perf_counter()
+    index, params = build_faiss(base, index_type, seed=seed, nprobe=nprobe)
+    build_s = time.perf_counter() - t0
+    rss_index = rss_bytes()
+
+    index.search(queries[:10], k)  # warm-up
+    t0 = time.perf_counter()
+    _, found = index.search(queries, k)
+    batch_s = time.perf_counter() - t0
+    n_single = min(200, n_queries)
+    t0 = time.perf_counter()
+    for q in range(n_single):
+        index.search(queries[q : q + 1], k)
+    single_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _, exact = faiss.knn(queries, base, k, metric=faiss.METRIC_INNER_PRODUCT)
+    exact_s = time.perf_counter() - t0
+    recall = float(np.mean([len(set(found[i]) & set(exact[i])) / k for i in range(n_queries)]))
+    rows = [
+        {
+            "index": index_type,
+            "n": n,
+            "dim": dim,
+            "build_s": round(build_s, 2),
+            "data_mb": round((rss_data - rss0) / 2**20, 1),
+            "index_mb": round((rss_index - rss_data) / 2**20, 1),
+            "qps_batch": round(n_queries / batch_s, 1),
+            "qps_single": round(n_single / single_s, 1),
+            f"recall@{k}": round(recall, 4),
+            "exact_qps": round(n_queries / exact_s, 1),
+        }
+    ]
+    meta = {
+        "params": params,
+        "queries": n_queries,
+        "k": k,
+        "generate_s": round(gen_s, 2),
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "rss_peak_mb": round(rss_bytes() / 2**20, 1),
+        "data": f"clustered Gaussian, 1000 centres, noise {noise}, L2-normalised, seed {seed}",
+    }
+    return rows, meta
+
+
+def run_evidence_bench(store, n_calls: int = 20_000, k: int = 3) -> tuple[list[dict], dict]:
+    """Evidence calls/s and per-call latency over the test split's (user, item) pairs."""
+    pairs = [(r.user_id, r.item_id) for r in store.data.split("test")]
+    if not pairs:
+        raise ValueError("the test split is empty")
+    latencies = np.empty(n_calls, dtype=np.float64)
+    started = time.perf_counter()
+    for i in range(n_calls):
+        user, item = pairs[i % len(pairs)]
+        t0 = time.perf_counter()
+        store.evidence(user, item, k=k)
+        latencies[i] = time.perf_counter() - t0
+    total = time.perf_counter() - started
+    rows = [
+        {
+            "calls": n_calls,
+            "calls_per_s": round(n_calls / total, 1),
+            "p50_us": round(float(np.percentile(latencies, 50)) * 1e6, 1),
+            "p99_us": round(float(np.percentile(latencies, 99)) * 1e6, 1),
+        }
+    ]
+    return rows, {"k": k, "pairs": len(pairs), "items": len(store.data.item_profiles)}

@@ -1,0 +1,251 @@
+"""The checkpoint: the one object that decides when consumed offsets may be committed.
+
+At-least-once: every output of a batch is sent with ``acks=all`` and awaited (failed sends are
+retried with exponential backoff, never skipped); only then are the batch's offsets marked
+done, and ``commit`` commits the per-partition contiguous prefix of done offsets.
+
+Exactly-once: the outputs and the batch's offsets (``send_offsets_to_transaction`` with the
+consumer's group metadata, so a stale member is fenced, KIP-447) go into one Kafka transaction;
+a batch whose partitions were revoked before its transaction committed is aborted.
+
+``deliver`` runs on the processing thread; ``commit``/``revoked`` on the polling thread, which
+alone touches the consumer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from kafka import TopicPartition
+from kafka.errors import (
+    AuthorizationError,
+    KafkaError,
+    ProducerFencedError,
+    TransactionalIdAuthorizationFailedError,
+)
+from kafka.structs import OffsetAndMetadata
+
+from recx_worker.worker.offsets import OffsetTracker
+from recx_worker.worker.records import InRecord, OutRecord
+
+if TYPE_CHECKING:
+    from recx_worker.config import WorkerSettings
+    from recx_worker.metrics import WorkerMetrics
+
+log = structlog.get_logger(__name__)
+
+
+class FatalDeliveryError(RuntimeError):
+    """Delivery cannot continue (fenced by a newer instance, not authorised)."""
+
+
+@dataclass(eq=False)
+class Batch:
+    """One micro-batch in flight, from hand-off to the processing thread until checkpointed."""
+
+    records: list[InRecord]
+    epoch: int
+    group_metadata: Any = None
+    abandoned: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    fatal: FatalDeliveryError | None = None
+    outputs: list[OutRecord] = field(default_factory=list)
+    delivered: bool = False
+    acked_at: float = 0.0  # wall clock, for end-to-end latency
+
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        """For each partition in the batch, one past its highest offset."""
+        result: dict[TopicPartition, int] = {}
+        for r in self.records:
+            tp = r.tp
+            result[tp] = max(result.get(tp, 0), r.offset + 1)
+        return result
+
+
+class Checkpoint:
+    """Flush-then-commit (at-least-once) or transaction-with-offsets (exactly-once)."""
+
+    def __init__(
+        self,
+        producer: Any,
+        consumer: Any,
+        settings: WorkerSettings,
+        metrics: WorkerMetrics,
+        *,
+        exactly_once: bool,
+    ) -> None:
+        self.producer = producer
+        self.consumer = consumer
+        self.settings = settings
+        self.metrics = metrics
+        self.exactly_once = exactly_once
+        self.tracker = OffsetTracker()
+        self._txn_lock = threading.Lock()
+
+    # -- processing thread -------------------------------------------------------------
+    def deliver(self, batch: Batch) -> bool:
+        """Send the batch's outputs until the broker acknowledged all; False if abandoned."""
+        if self.exactly_once:
+            return self._deliver_transaction(batch)
+        if batch.abandoned.is_set():
+            return False
+        ok = self._send_all(batch.outputs, batch.abandoned)
+        if ok:
+            batch.delivered = True
+            batch.acked_at = time.time()
+        return ok
+
+    def _send_all(self, outputs: list[OutRecord], abandoned: threading.Event) -> bool:
+        pending = list(outputs)
+        backoff = self.settings.produce_retry_backoff_ms / 1000
+        while pending:
+            futures = []
+            failed: list[OutRecord] = []
+            for out in pending:
+                try:
+                    futures.append((out, self._send(out)))
+                except KafkaError as exc:
+                    self._send_failed(out, exc)
+                    failed.append(out)
+            for out, future in futures:
+                try:
+                    future.get(timeout=self.settings.produce_timeout_s)
+                except KafkaError as exc:
+                    self._send_failed(out, exc)
+                    failed.append(out)
+            pending = failed
+            if pending:
+                if abandoned.wait(backoff):
+                    return False
+                backoff = min(backoff * 2, self.settings.produce_retry_backoff_max_ms / 1000)
+        return True
+
+    def _send(self, out: OutRecord) -> Any:
+        return self.producer.send(out.topic, value=out.value, key=out.key, headers=out.headers)
+
+    def _send_failed(self, out: OutRecord, exc: BaseException) -> None:
+        if isinstance(exc, AuthorizationError | ProducerFencedError):
+            raise FatalDeliveryError(f"cannot produce to {out.topic}: {exc!r}") from exc
+        self.metrics.produce_retries.labels(out.topic).inc()
+        log.warning(
+            "produce_failed",
+            topic=out.topic,
+            partition=out.source.partition,
+            offset=out.source.offset,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+    def _deliver_transaction(self, batch: Batch) -> bool:
+        backoff = self.settings.produce_retry_backoff_ms / 1000
+        offsets = {
+            tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.next_offsets().items()
+        }
+        while True:
+            with self._txn_lock:
+                if batch.abandoned.is_set():
+                    return False
+                try:
+                    self.producer.begin_transaction()
+                    futures = [self._send(out) for out in batch.outputs]
+                    self.producer.flush(timeout=self.settings.produce_timeout_s)
+                    for future in futures:
+                        future.get(timeout=self.settings.produce_timeout_s)
+                    self.producer.send_offsets_to_transaction(offsets, batch.group_metadata)
+                    self.producer.commit_transaction()
+                    batch.delivered = True
+                    batch.acked_at = time.time()
+                    return True
+                except (ProducerFencedError, TransactionalIdAuthorizationFailedError) as exc:
+                    raise FatalDeliveryError(f"transactional producer fenced: {exc!r}") from exc
+                except KafkaError as exc:
+                    log.warning("transaction_failed", error=f"{type(exc).__name__}: {exc}")
+                    self.metrics.produce_retries.labels("transaction").inc()
+                    self._abort()
+                    if _is_stale_member(exc):
+                        batch.abandoned.set()  # partitions moved on: the new owner redoes it
+                        return False
+            if batch.abandoned.wait(backoff):
+                return False
+            backoff = min(backoff * 2, self.settings.produce_retry_backoff_max_ms / 1000)
+
+    def _abort(self) -> None:
+        try:
+            self.producer.abort_transaction()
+        except KafkaError as exc:
+            raise FatalDeliveryError(f"cannot abort the transaction: {exc!r}") from exc
+
+    # -- polling thread ----------------------------------------------------------------
+    def consumed(self, records: list[InRecord]) -> None:
+        for r in records:
+            self.tracker.consumed(r.tp, r.offset)
+
+    def completed(self, batch: Batch) -> None:
+        """Mark a delivered batch's offsets done (in exactly-once mode they are committed)."""
+        for r in batch.records:
+            self.tracker.done(r.tp, r.offset)
+        if self.exactly_once:
+            self.tracker.mark_committed(batch.next_offsets())
+            self.metrics.commits.inc()
+
+    def commit(self, partitions: list[TopicPartition] | None = None) -> bool:
+        """Commit the done prefix of each partition; False (to retry later) on failure."""
+        if self.exactly_once:
+            return True
+        offsets = self.tracker.to_commit(partitions)
+        if not offsets:
+            return True
+        t0 = time.perf_counter()
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except KafkaError as exc:
+            self.metrics.commit_failures.inc()
+            log.warning("commit_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
+        self.tracker.mark_committed(offsets)
+        self.metrics.commits.inc()
+        self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t0)
+        return True
+
+    def abandon(self, batch: Batch, wait_s: float) -> bool:
+        """Stop ``batch`` unless it finishes within ``wait_s``; True if it was delivered.
+
+        In exactly-once mode this waits for a transaction commit already under way, so a
+        batch is either committed (and reported delivered) or certainly aborted.
+        """
+        deadline = time.monotonic() + wait_s
+        while not batch.delivered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if batch.delivered:
+            return True
+        lock_wait = self.settings.produce_timeout_s * 2
+        if self.exactly_once and self._txn_lock.acquire(timeout=lock_wait):
+            try:
+                batch.abandoned.set()
+            finally:
+                self._txn_lock.release()
+        else:
+            batch.abandoned.set()
+        return batch.delivered
+
+
+def _is_stale_member(exc: BaseException) -> bool:
+    from kafka.errors import (
+        CommitFailedError,
+        FencedInstanceIdError,
+        IllegalGenerationError,
+        RebalanceInProgressError,
+        UnknownMemberIdError,
+    )
+
+    stale = (
+        CommitFailedError,
+        FencedInstanceIdError,
+        IllegalGenerationError,
+        RebalanceInProgressError,
+        UnknownMemberIdError,
+    )
+    return isinstance(exc, stale) or any(name in repr(exc) for name in ("Generation", "MemberId"))

@@ -1,0 +1,65 @@
+"""Per-partition offset tracking: what may be committed without skipping unprocessed events.
+
+An offset is *outstanding* from the moment it is consumed until every output for it has been
+acknowledged. The committable offset of a partition is its lowest outstanding offset, or one
+past the highest consumed offset when nothing is outstanding, so a commit never passes an
+event that is still being processed, whatever order batches finish in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kafka import TopicPartition
+
+
+class OffsetTracker:
+    """Consumed/done/committed offsets of the partitions this worker owns."""
+
+    def __init__(self) -> None:
+        self._outstanding: dict[TopicPartition, set[int]] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+
+    def consumed(self, tp: TopicPartition, offset: int) -> None:
+        self._outstanding.setdefault(tp, set()).add(offset)
+        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+
+    def done(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self._outstanding:
+            self._outstanding[tp].discard(offset)
+
+    def committable(self, tp: TopicPartition) -> int | None:
+        """The offset to commit for ``tp`` (the next event to process), None if unknown."""
+        if tp not in self._next:
+            return None
+        outstanding = self._outstanding.get(tp)
+        return min(outstanding) if outstanding else self._next[tp]
+
+    def to_commit(
+        self, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Committable offsets that moved since the last ``mark_committed``."""
+        result: dict[TopicPartition, int] = {}
+        for tp in self._next if partitions is None else partitions:
+            offset = self.committable(tp)
+            if offset is not None and offset != self._committed.get(tp):
+                result[tp] = offset
+        return result
+
+    def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
+        self._committed.update(offsets)
+
+    def outstanding(self) -> int:
+        """Consumed events not yet done (the at-least-once duplicate window)."""
+        return sum(len(s) for s in self._outstanding.values())
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop all state of partitions this worker no longer owns."""
+        for tp in partitions:
+            self._outstanding.pop(tp, None)
+            self._next.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    def partitions(self) -> list[TopicPartition]:
+        return list(self._next)

@@ -1,0 +1,490 @@
+"""The worker loop: poll, micro-batch, process on a side thread, checkpoint, shut down cleanly.
+
+Threads:
+- the polling thread (``Worker.run``) alone uses the consumer: it polls continuously, so
+  ``max.poll.interval.ms`` is never exceeded however long a batch takes; it pauses all
+  partitions while ``max_buffered`` fetched events wait, and resumes below that;
+- one processing thread runs validate -> enrich -> explain -> deliver for one micro-batch
+  at a time (up to ``max_batch`` events or ``max_wait_ms``, across partitions);
+- kafka-python's IO thread runs the rebalance listener: it waits briefly for the in-flight
+  batch, commits what is done, rewinds revoked partitions to their first unfinished offset
+  and drops their buffered events (kafka-python keeps positions of partitions that are
+  re-assigned, so the rewind is what makes "never skip an event" hold).
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.errors import KafkaError
+
+from recx_worker.metrics import Heartbeat, MetricsServer, WorkerMetrics
+from recx_worker.worker.checkpoint import Batch, Checkpoint, FatalDeliveryError
+from recx_worker.worker.records import InRecord, OutRecord, dead_letter_record
+
+if TYPE_CHECKING:
+    from recx_worker.config import Settings
+    from recx_worker.worker.pipeline import Pipeline
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+
+
+class Worker:
+    """One ``recx worker`` process (or an in-process instance, for tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pipeline_factory: Callable[[Settings, WorkerMetrics], Pipeline] | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.worker
+        self.metrics = metrics or WorkerMetrics()
+        self._pipeline_factory = pipeline_factory
+        self._stop = threading.Event()
+        self._ready = False
+        self._heartbeat = Heartbeat(max_age_s=60.0)
+        self._lock = threading.RLock()  # buffer/epoch/in-flight, shared with the IO thread
+        self._buffer: collections.deque[tuple[float, InRecord]] = collections.deque()
+        self._epoch = 0
+        self._owned: set[TopicPartition] = set()
+        self._inflight: Batch | None = None
+        self._busy: Batch | None = None  # the batch the processing thread is running
+        self._work: collections.deque[Batch] = collections.deque()
+        self._work_ready = threading.Condition()
+        self._stop_deadline: float | None = None
+        self.metrics_port: int | None = None
+        self.consumer: Any = None
+        self.producer: Any = None
+        self.checkpoint: Checkpoint | None = None
+        self.pipeline: Pipeline | None = None
+
+    # -- public ------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: self._on_signal(signum))
+
+    def ready(self) -> bool:
+        return self._ready and not self._stop.is_set()
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        server = None
+        if self.cfg.metrics_port >= 0:
+            server = MetricsServer(
+                self.metrics,
+                healthy=self._heartbeat.alive,
+                ready=self.ready,
+                host=self.cfg.metrics_host,
+                port=self.cfg.metrics_port,
+            ).start()
+            self.metrics_port = server.port
+            log.info("metrics_listening", port=server.port)
+        try:
+            return self._run()
+        finally:
+            if server is not None:
+                server.stop()
+
+    # -- setup -------------------------------------------------------------------------
+    def _run(self) -> int:
+        from recx_worker.worker.pipeline import Pipeline
+        from recx_worker.worker.plugins_extra import load_plugin_modules
+
+        load_plugin_modules(self.cfg.plugin_modules)
+        factory = self._pipeline_factory or Pipeline.from_settings
+        self.pipeline = factory(self.settings, self.metrics)
+        self.pipeline.warm_up()
+        kafka = self.settings.kafka
+        self.producer = self._make_producer()
+        self.consumer = self._make_consumer()
+        self.checkpoint = Checkpoint(
+            self.producer, self.consumer, self.cfg, self.metrics, exactly_once=kafka.exactly_once
+        )
+        self.consumer.subscribe([kafka.input_topic], listener=_Listener(self))
+        processor = threading.Thread(target=self._process_loop, name="recx-process", daemon=True)
+        processor.start()
+        self._ready = True
+        self.metrics.ready.set(1)
+        log.info(
+            "worker_started",
+            worker_id=self.cfg.worker_id,
+            group_id=kafka.group_id,
+            input_topic=kafka.input_topic,
+            exactly_once=kafka.exactly_once,
+        )
+        code = EXIT_OK
+        try:
+            self._poll_loop()
+        except FatalDeliveryError as exc:
+            log.error("worker_fatal", error=str(exc))
+            code = EXIT_FATAL
+        finally:
+            self._ready = False
+            self.metrics.ready.set(0)
+            self._shutdown(fatal=code != EXIT_OK)
+        return code
+
+    def _make_producer(self) -> Any:
+        kafka, cfg = self.settings.kafka, self.cfg
+        options: dict[str, Any] = {
+            **kafka.client_config(),
+            "client_id": f"recx-{cfg.worker_id}",
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": cfg.linger_ms,
+            **cfg.producer_options,
+        }
+        if kafka.exactly_once:
+            options["transactional_id"] = f"recx-{kafka.group_id}-{cfg.worker_id}"
+            options["transaction_timeout_ms"] = cfg.transaction_timeout_ms
+        producer = KafkaProducer(**options)
+        if kafka.exactly_once:
+            producer.init_transactions()  # fences a previous instance with the same id
+        return producer
+
+    def _make_consumer(self) -> Any:
+        kafka, cfg = self.settings.kafka, self.cfg
+        return KafkaConsumer(
+            **{
+                **kafka.client_config(),
+                "client_id": f"recx-{cfg.worker_id}",
+                "group_id": kafka.group_id,
+                "enable_auto_commit": False,
+                "auto_offset_reset": cfg.auto_offset_reset,
+                "isolation_level": "read_committed",
+                "max_poll_records": cfg.max_poll_records,
+                "max_poll_interval_ms": cfg.max_poll_interval_ms,
+                "session_timeout_ms": cfg.session_timeout_ms,
+                "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+                **cfg.consumer_options,
+            }
+        )
+
+    # -- polling thread ----------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        cfg = self.cfg
+        next_lag = 0.0
+        commit_retry_at = 0.0
+        while not self._stop.is_set():
+            self._heartbeat.beat()
+            busy = self._inflight is not None or bool(self._buffer)
+            room = max(cfg.max_buffered - len(self._buffer), 1)
+            polled = self.consumer.poll(timeout_ms=0 if busy else 100, max_records=room)
+            self._take(polled)
+            self._finish_batch()
+            now = time.monotonic()
+            if now >= commit_retry_at and not self.checkpoint.commit():
+                commit_retry_at = now + 1.0
+            self._maybe_start_batch()
+            self._flow_control()
+            if now >= next_lag:
+                self._update_lag()
+                next_lag = now + cfg.lag_interval_s
+            inflight = self._inflight
+            if inflight is not None:
+                inflight.finished.wait(0.005)
+
+    def _take(self, polled: dict) -> None:
+        if not polled:
+            return
+        now = time.monotonic()
+        with self._lock:
+            for tp, records in polled.items():
+                if tp not in self._owned:
+                    continue
+                batch = [InRecord.from_consumer(r) for r in records]
+                self.checkpoint.consumed(batch)
+                self._buffer.extend((now, r) for r in batch)
+                self.metrics.events_in.labels(tp.topic).inc(len(batch))
+            self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+
+    def _maybe_start_batch(self) -> None:
+        cfg = self.cfg
+        if self._inflight is not None or self._busy is not None or not self._buffer:
+            return
+        if (
+            len(self._buffer) < cfg.max_batch
+            and (time.monotonic() - self._buffer[0][0]) * 1000 < cfg.max_wait_ms
+        ):
+            return
+        # taken outside our lock: the consumer's own lock may be held by its IO thread
+        metadata = self.consumer.group_metadata() if self.settings.kafka.exactly_once else None
+        with self._lock:
+            take = min(cfg.max_batch, len(self._buffer))
+            if not take:
+                return
+            records = [self._buffer.popleft()[1] for _ in range(take)]
+            batch = Batch(records=records, epoch=self._epoch, group_metadata=metadata)
+            self._inflight = batch
+        self.metrics.batch_size.observe(len(records))
+        with self._work_ready:
+            self._work.append(batch)
+            self._work_ready.notify()
+
+    def _finish_batch(self) -> None:
+        with self._lock:
+            batch = self._inflight
+            if batch is None or not batch.finished.is_set():
+                return
+            self._inflight = None
+            if batch.fatal is not None:
+                raise batch.fatal
+            if batch.epoch != self._epoch or not batch.delivered:
+                return  # its partitions were revoked meanwhile; the new owner redoes it
+            self._completed(batch)
+
+    def _completed(self, batch: Batch) -> None:
+        """Account for a delivered batch (caller holds the lock)."""
+        self.checkpoint.completed(batch)
+        for out in batch.outputs:
+            if out.kind == "explanation":
+                self.metrics.events_out.labels(out.label).inc()
+            else:
+                self.metrics.dead_letters.labels(out.label).inc()
+            if out.source.timestamp_ms is not None:
+                latency = batch.acked_at - out.source.timestamp_ms / 1000
+                self.metrics.end_to_end.observe(max(latency, 0.0))
+        self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+
+    def _flow_control(self) -> None:
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        if len(self._buffer) >= self.cfg.max_buffered:
+            to_pause = assigned - self.consumer.paused()
+            if to_pause:
+                self.consumer.pause(*to_pause)
+        elif paused := self.consumer.paused():
+            self.consumer.resume(*paused)
+
+    def _update_lag(self) -> None:
+        assigned = sorted(self.consumer.assignment())
+        self.metrics.assigned.set(len(assigned))
+        if not assigned:
+            self.metrics.set_lag(self.settings.kafka.input_topic, [])
+            return
+        try:
+            ends = self.consumer.end_offsets(assigned)
+            rows = []
+            for tp in assigned:
+                committed = self.consumer.committed(tp)
+                rows.append((tp.partition, ends[tp], self._position(tp), committed))
+        except KafkaError as exc:
+            log.warning("lag_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return
+        self.metrics.set_lag(self.settings.kafka.input_topic, rows)
+
+    def _position(self, tp: TopicPartition) -> int | None:
+        """The next offset this worker will hand to the pipeline (fetched-but-buffered count
+        as consumed, so lag is what the broker holds beyond what this worker has taken)."""
+        try:
+            return self.consumer.position(tp, timeout_ms=1000)
+        except KafkaError:
+            return None
+
+    # -- rebalance (kafka-python IO thread) ----------------------------------------------
+    async def revoked(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
+        self.metrics.rebalances.inc()
+        inflight = self._inflight
+        if inflight is not None and not lost:
+            await _sleep_until(self.consumer, inflight.finished, self.cfg.revoke_wait_s)
+        with self._lock:
+            inflight = self._inflight
+            if inflight is not None:
+                delivered = self.checkpoint.abandon(inflight, 0.0 if lost else 0.5)
+                if delivered and inflight.epoch == self._epoch:
+                    self._completed(inflight)
+                self._inflight = None
+            self._epoch += 1
+            offsets = {} if lost else self.checkpoint.tracker.to_commit(partitions)
+            resume = {tp: self.checkpoint.tracker.committable(tp) for tp in partitions}
+            self._buffer = collections.deque(
+                (t, r) for t, r in self._buffer if r.tp not in partitions
+            )
+            self.checkpoint.tracker.forget(partitions)
+            self._owned -= set(partitions)
+            self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+        if offsets and not self.settings.kafka.exactly_once:
+            await _commit(self.consumer, offsets, self.metrics)
+        assigned = self.consumer.assignment()
+        for tp, offset in resume.items():
+            if offset is not None and tp in assigned:
+                self.consumer.seek(tp, offset)  # kept partitions restart at the first unfinished
+        log.info("partitions_revoked", partitions=_names(partitions), lost=lost)
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        with self._lock:
+            self._owned |= set(partitions)
+        self.metrics.assigned.set(len(self.consumer.assignment()))
+        log.info("partitions_assigned", partitions=_names(partitions))
+
+    # -- processing thread -------------------------------------------------------------
+    def _process_loop(self) -> None:
+        while True:
+            with self._work_ready:
+                while not self._work:
+                    self._work_ready.wait()
+                batch = self._work.popleft()
+            if batch is None:  # type: ignore[comparison-overlap]
+                return
+            self._busy = batch
+            try:
+                self._process(batch)
+            except FatalDeliveryError as exc:
+                batch.fatal = exc
+            finally:
+                self._busy = None
+                batch.finished.set()
+
+    def _process(self, batch: Batch) -> None:
+        if batch.abandoned.is_set():
+            return
+        batch.outputs = self._outputs(batch.records)
+        if batch.abandoned.is_set():
+            return
+        t0 = time.perf_counter()
+        self.checkpoint.deliver(batch)
+        self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t0)
+
+    def _outputs(self, records: list[InRecord]) -> list[OutRecord]:
+        """Pipeline outputs; if the pipeline itself fails, isolate the poison record(s)."""
+        assert self.pipeline is not None
+        try:
+            return self.pipeline.process(records)
+        except Exception as exc:
+            if len(records) == 1:
+                return [self._crash_letter(records[0], exc)]
+            log.warning("batch_failed_isolating", error=f"{type(exc).__name__}: {exc}")
+            return [out for r in records for out in self._outputs([r])]
+
+    def _crash_letter(self, record: InRecord, exc: Exception) -> OutRecord:
+        from recx_worker.events import SourceRef
+        from recx_worker.validation import make_dead_letter
+
+        log.error(
+            "processing_error",
+            partition=record.partition,
+            offset=record.offset,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        letter = make_dead_letter(
+            record.value,
+            error_class="ProcessingError",
+            reason=f"{type(exc).__name__}: {exc}"[:1000],
+            worker_id=self.cfg.worker_id,
+            source=SourceRef(topic=record.topic, partition=record.partition, offset=record.offset),
+        )
+        return dead_letter_record(self.settings.kafka.dlq_topic, letter, record)
+
+    # -- shutdown ----------------------------------------------------------------------
+    def _on_signal(self, signum: int) -> None:
+        if self._stop.is_set():
+            return
+        self._stop_deadline = time.monotonic() + self.cfg.grace_period_s
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        self.request_stop()
+
+    def _shutdown(self, *, fatal: bool) -> None:
+        deadline = self._stop_deadline or time.monotonic() + self.cfg.grace_period_s
+        # leave time for the final commit and for leaving the group
+        finish_by = deadline - min(5.0, self.cfg.grace_period_s / 3)
+        inflight = self._inflight
+        if inflight is not None and not fatal:
+            inflight.finished.wait(max(finish_by - time.monotonic(), 0))
+            with self._lock:
+                if inflight.finished.is_set():
+                    self._finish_batch_quietly()
+                else:
+                    self.checkpoint.abandon(inflight, 0.0)
+                    log.warning("shutdown_abandoned_batch", events=len(inflight.records))
+                    self._inflight = None
+        if not fatal and self.checkpoint is not None:
+            self.checkpoint.commit()
+        remaining = max(deadline - time.monotonic(), 0.5)
+        with self._work_ready:
+            self._work.append(None)  # type: ignore[arg-type]
+            self._work_ready.notify()
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=False, timeout_ms=int(remaining * 500))
+            except Exception as exc:  # closing must not hide the exit
+                log.warning("consumer_close_failed", error=str(exc))
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=max(deadline - time.monotonic(), 0.5))
+            except Exception as exc:
+                log.warning("producer_close_failed", error=str(exc))
+        if self.pipeline is not None:
+            self.pipeline.close()
+        log.info("worker_stopped", worker_id=self.cfg.worker_id)
+
+    def _finish_batch_quietly(self) -> None:
+        try:
+            self._finish_batch()
+        except FatalDeliveryError:
+            self._inflight = None
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    """Forwards kafka-python's rebalance callbacks (run on its IO thread) to the worker."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            await self.worker.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.worker.metrics.rebalances.inc(0)
+        await self.worker.assigned(set(assigned))
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        if lost:
+            await self.worker.revoked(set(lost), lost=True)
+
+
+async def _sleep_until(consumer: Any, event: threading.Event, timeout_s: float) -> None:
+    """Wait for ``event`` without blocking kafka-python's IO loop (heartbeats keep going)."""
+    net = getattr(consumer, "_net", None)
+    deadline = time.monotonic() + timeout_s
+    while not event.is_set() and time.monotonic() < deadline:
+        if net is not None and hasattr(net, "sleep"):
+            await net.sleep(0.01)
+        else:  # pragma: no cover - other kafka-python internals
+            time.sleep(0.01)
+
+
+async def _commit(
+    consumer: Any, offsets: dict[TopicPartition, int], metrics: WorkerMetrics
+) -> None:
+    from kafka.structs import OffsetAndMetadata
+
+    try:
+        await consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        metrics.commits.inc()
+    except Exception as exc:
+        metrics.commit_failures.inc()
+        log.warning("revocation_commit_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)

@@ -1,0 +1,108 @@
+"""``recx eval`` end to end on a small prepared slice of the real data (template + external)."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recx_worker.cli import app
+from recx_worker.config import DEFAULT_RAW_DATA
+from recx_worker.data.dataset import PreparedData
+
+RAW = Path(__file__).resolve().parents[1] / DEFAULT_RAW_DATA
+REVIEWS = RAW / "reviews_Musical_Instruments_5.json.gz"
+SLICE = 600  # the file is ordered by item: ~60 items with all their reviews
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, Path]:
+    """(prepared data, FAISS index) built with the real commands from a slice of the reviews."""
+    if not REVIEWS.exists():
+        pytest.skip(f"{REVIEWS} not available")
+    root = tmp_path_factory.mktemp("eval")
+    raw = root / "reviews.json"
+    with gzip.open(REVIEWS, "rt", encoding="utf-8") as src:
+        raw.write_text("".join(itertools.islice(src, SLICE)), encoding="utf-8")
+    data, index = root / "data", root / "index"
+    result = runner.invoke(
+        app,
+        ["data", "prepare", "--reviews", str(raw), "--features", str(RAW / "features.txt"),
+         "--out", str(data), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["index", "build", "--data", str(data), "--out", str(index), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    return data, index
+
+
+def test_eval_writes_report_with_sane_metrics(small, tmp_path):
+    data, index = small
+    test = PreparedData(data).split("test")
+    # An "external system" that returns the references themselves (minus one record).
+    external = tmp_path / "oracle.jsonl"
+    external.write_text(
+        "".join(json.dumps({"id": r.record_id, "text": r.explanation}) + "\n" for r in test[1:]),
+        encoding="utf-8",
+    )
+    out = tmp_path / "report"
+    args = ["eval", "--data", str(data), "--index", str(index), "--split", "test"]
+    args += ["--explainers", "template", "--out", str(out), "--limit", "40", "--no-progress"]
+    result = runner.invoke(app, [*args, "--external", str(external), "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+
+    for name in ("metrics.json", "metrics.md", "samples.md", "metrics.png", "lengths.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "features.png").read_bytes()[:4] == b"\x89PNG"
+    doc = json.loads((out / "metrics.json").read_text())
+    n = doc["meta"]["n"]
+    assert n == min(40, len(test))
+    assert set(doc["results"]) == {"template", "most-frequent", "ext:oracle"}
+
+    template = doc["results"]["template"]
+    for mode in ("raw", "delivered"):
+        m = template[mode]
+        assert m["n"] == n
+        assert 0 < m["bleu_1"] < 100 and 0 <= m["bleu_4"] < 100
+        assert 0 < m["rouge_l_f"] < 100 and 0 < m["usr"] <= 1 and 0 <= m["fmr"] <= 1
+        assert 0 < m["fcr"] <= 1 and m["div"] >= 0
+    assert template["raw"]["grounding_rate"] == 1.0  # the template only states evidence
+    assert template["delivered"]["stage_share"] == {"template": 1.0}
+
+    oracle = doc["results"]["ext:oracle"]["raw"]
+    assert oracle["missing_texts"] == 1 and oracle["failure_rate"] == pytest.approx(1 / n)
+    # The references score (almost) perfectly against themselves; one record has no text.
+    assert oracle["full_reference"]["rouge_l_f"] == pytest.approx(100 * (n - 1) / n, abs=1e-3)
+    assert 95 < oracle["full_reference"]["bleu_4"] <= 100
+    assert oracle["bleu_4"] < oracle["full_reference"]["bleu_4"]  # 15-word refs: hyps too long
+    assert oracle["fmr"] >= 0.9
+
+    # Everything delivered is grounded, whatever the raw system produced.
+    for system in doc["results"].values():
+        assert system["delivered"]["grounding_rate"] == 1.0
+    md = (out / "metrics.md").read_text()
+    assert "| template | raw |" in md and "ext:oracle" in md
+    assert "reference" in (out / "samples.md").read_text()
+
+
+def test_eval_reports_bad_input_without_traceback(small, tmp_path):
+    data, index = small
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 3}\n', encoding="utf-8")
+    base = ["eval", "--data", str(data), "--index", str(index), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*base, "--explainers", "template", "--external", str(bad)])
+    assert result.exit_code == 2
+    assert "expected an object with string 'id'" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, [*base, "--explainers", "nonesuch"])
+    assert result.exit_code == 2 and "no explainer named 'nonesuch'" in result.output
+    result = runner.invoke(app, ["eval", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "not a prepared-data directory" in result.output

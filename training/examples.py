@@ -1,0 +1,52 @@
+"""Training pairs (rendered evidence context -> explanation), built exactly as at inference."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from recx_worker.data.dataset import ExplanationRecord, PreparedData
+from recx_worker.lm.prompting import lm_input
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    record_id: str
+    prompt: str
+    target: str
+
+
+def record_evidence(store: Any, data: PreparedData, record: ExplanationRecord) -> Any:
+    """The evidence the explainer would get for this record's (user, item) at inference.
+
+    The record's own item is excluded from the user's history. Item profiles are built from the
+    train split, so a train record's own sentence can be the item's snippet: it is replaced by
+    the item's next snippet, since at inference the reference is never among the snippets.
+    """
+    evidence = store.evidence(record.user_id, record.item_id, exclude_items={record.item_id})
+    if evidence.item_snippet and evidence.item_snippet.strip() == record.explanation.strip():
+        profile = data.item_profiles.get(record.item_id)
+        others = [s for s in (profile.snippets if profile else []) if s != record.explanation]
+        evidence = evidence.model_copy(update={"item_snippet": others[0] if others else None})
+    return evidence
+
+
+def build_examples(
+    store: Any,
+    data: PreparedData,
+    split: str,
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[Example]:
+    """Up to ``limit`` examples of ``split`` (a seeded random sample when limited)."""
+    records = data.split(split)
+    if limit is not None and limit < len(records):
+        records = random.Random(seed).sample(records, limit)
+    examples = []
+    for record in records:
+        if not store.knows_item(record.item_id):
+            continue
+        evidence = record_evidence(store, data, record)
+        examples.append(Example(record.record_id, lm_input(evidence), record.explanation.strip()))
+    return examples
