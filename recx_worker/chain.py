@@ -5,12 +5,14 @@ misses its deadline, returns an ``ExplainFailure`` for a request, or produces te
 rejects, hands that request to the next stage; the result records why each earlier stage did
 not answer. Every stage call runs in the stage's own worker thread, so a deadline is a real
 wall-clock bound; a stage still busy with a timed-out call is ``unavailable`` until it finishes.
+One caller at a time: a chain is not meant to be shared between threads.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,16 +72,12 @@ ChainOutcome = ChainResult | ChainFailure
 
 @dataclass(eq=False)
 class Stage:
-    """One explainer with its deadline and its own worker thread."""
+    """One explainer with its deadline; each call runs in its own daemon thread."""
 
     explainer: Explainer
     deadline_s: float
     disabled: str | None = None
-    _busy: Future | None = None
-    _executor: ThreadPoolExecutor = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"recx-{self.name}")
+    _busy: Future | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -95,16 +93,26 @@ class Stage:
         return None
 
     def call(self, requests: list[ExplainRequest]) -> list[Any]:
-        """``explain_batch`` in the stage's thread; raises StageTimeout past the deadline."""
-        future = self._executor.submit(self.explainer.explain_batch, requests)
+        """``explain_batch`` in a daemon thread; raises StageTimeout past the deadline.
+
+        A daemon thread never keeps the process alive: a stuck model call cannot block exit.
+        """
+        future: Future = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(self.explainer.explain_batch(requests))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"recx-{self.name}", daemon=True).start()
         try:
             return future.result(timeout=self.deadline_s)
         except FutureTimeout:
             self._busy = future
             raise StageTimeout(f"no answer within {self.deadline_s * 1000:.0f} ms") from None
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=self._busy is None or self._busy.done(), cancel_futures=True)
 
 
 class ExplainerChain:
@@ -164,7 +172,6 @@ class ExplainerChain:
 
     def close(self) -> None:
         for stage in self.stages:
-            stage.shutdown()
             try:
                 stage.explainer.close()
             except Exception as exc:

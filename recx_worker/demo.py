@@ -691,6 +691,7 @@ def main(
         console.print("[red]error:[/red] --chain needs at least one explainer")
         raise typer.Exit(2)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     try:
         summary = run_demo(
             load_settings(),
@@ -717,7 +718,9 @@ def main(
 
 
 def cli() -> None:
-    typer.run(main)
+    app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+    app.command()(main)
+    app()
 
 
 if __name__ == "__main__":

@@ -96,8 +96,11 @@ class Guard:
 
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
         mentioned = self.lexicon.find(text)
-        allowed = {" ".join(words(f)) for f in request.evidence.allowed_features()}
+        allowed = request.evidence.allowed_features()
         ungrounded = [f for f in mentioned if f not in allowed]
+        if ungrounded:  # evidence features are normally lexicon-normalised already
+            normalised = {" ".join(words(f)) for f in allowed}
+            ungrounded = [f for f in ungrounded if f not in normalised]
         reason = self._reason(request, text, ungrounded)
         return GuardVerdict(
             ok=reason is None,

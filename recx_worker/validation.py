@@ -2,9 +2,10 @@
 
 ``validate_recommendation`` turns raw message bytes into a ``RecommendationEvent`` or an
 ``Invalid`` naming the error class, the failing field and a specific human-readable reason.
-Checks run cheapest first: size, UTF-8, JSON syntax, non-finite numbers (``json`` accepts
-``NaN``/``Infinity``; we do not), object shape, schema version, history length, then the
-pydantic model (missing/empty ids, wrong types, text limits, unknown fields).
+A valid message is parsed once by the model (strict JSON mode). A rejected one is diagnosed in
+order: size, UTF-8, JSON syntax, object shape, non-finite numbers (``json`` accepts
+``NaN``/``Infinity``; we do not), schema version, history length, then the model's first
+error (missing/empty ids, wrong types, text limits, ranges, unknown fields).
 """
 
 from __future__ import annotations
@@ -145,6 +146,13 @@ def validate_recommendation(
         return Invalid(
             "MessageTooLarge", f"message is {len(data)} bytes; the limit is {max_bytes} bytes"
         )
+    try:  # fast path: a valid message is parsed once; only failures are diagnosed below
+        event = RecommendationEvent.model_validate_json(data, strict=True)
+    except ValidationError:
+        pass
+    else:
+        if len(event.history) <= max_history:
+            return event
     if not data.strip():
         return Invalid("NotJSON", "message is empty; expected a JSON object")
     try:

@@ -116,3 +116,9 @@ def test_a_failing_extra_guard_fails_closed():
     verdict = Guard(LEXICON, extra_guards=[Broken()]).check(request(), "The tuner is great.")
     assert not verdict.ok
     assert verdict.reason == "guard Broken failed: RuntimeError: boom"
+
+
+def test_evidence_features_are_compared_in_normalised_form():
+    event = RecommendationEvent(event_id="e", user_id="u", item_id="i")
+    odd = ExplainRequest(event, Evidence(item_features=["Gig  Bag", "tuner"]))
+    assert Guard(LEXICON).check(odd, "This gig bag is sturdy and well made.").ok

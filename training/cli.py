@@ -51,6 +51,9 @@ def lora(
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option(min=0.0)] = 5e-4,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank")] = 8,
+    layers: Annotated[
+        int, typer.Option(min=0, help="LoRA on the last N layers only (0 = all layers)")
+    ] = 0,
     alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 2 x rank)")] = None,
     eval_every: Annotated[int, typer.Option(min=1, help="Steps between validations")] = 50,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (evals)")] = 3,
@@ -94,6 +97,7 @@ def lora(
         batch_size=batch_size,
         lr=lr,
         rank=rank,
+        layers=layers,
         alpha=alpha or 2 * rank,
         eval_every=eval_every,
         patience=patience,

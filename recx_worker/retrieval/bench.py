@@ -49,6 +49,38 @@ def synthetic_vectors(
     return out
 
 
+def _settings(index, index_type: str, params: dict):
+    """The search-time knob values to sweep, the configured default first; sets each in turn."""
+    if index_type == "ivf":
+        default = params["nprobe"]
+        for value in dict.fromkeys([default, 4, 8, 16, 32, 64]):
+            if value <= params["nlist"]:
+                index.nprobe = value
+                yield "nprobe", value
+        index.nprobe = default
+    elif index_type == "hnsw":
+        default = params["efSearch"]
+        for value in dict.fromkeys([default, 16, 32, 128]):
+            index.hnsw.efSearch = value
+            yield "efSearch", value
+        index.hnsw.efSearch = default
+    else:
+        yield "exact", True
+
+
+def _time_queries(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, float, float]:
+    """(results, batch queries/s, one-at-a-time queries/s)."""
+    index.search(queries[:10], k)  # warm-up
+    t0 = time.perf_counter()
+    _, found = index.search(queries, k)
+    batch_qps = len(queries) / (time.perf_counter() - t0)
+    n_single = min(200, len(queries))
+    t0 = time.perf_counter()
+    for q in range(n_single):
+        index.search(queries[q : q + 1], k)
+    return found, batch_qps, n_single / (time.perf_counter() - t0)
+
+
 def run_bench(
     n: int = 1_000_000,
     dim: int = 384,
@@ -60,7 +92,8 @@ def run_bench(
     seed: int = 42,
     noise: float = 1.0,
 ) -> tuple[list[dict], dict]:
-    """Build, query and score one index; returns (rows, meta) for ``benchio.report``."""
+    """Build, query and score one index (one row per search setting, the default first);
+    returns (rows, meta) for ``benchio.report``."""
     import faiss
 
     from recx_worker.retrieval.index import build_faiss
@@ -81,34 +114,32 @@ def run_bench(
     build_s = time.perf_counter() - t0
     rss_index = rss_bytes()
 
-    index.search(queries[:10], k)  # warm-up
-    t0 = time.perf_counter()
-    _, found = index.search(queries, k)
-    batch_s = time.perf_counter() - t0
-    n_single = min(200, n_queries)
-    t0 = time.perf_counter()
-    for q in range(n_single):
-        index.search(queries[q : q + 1], k)
-    single_s = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     _, exact = faiss.knn(queries, base, k, metric=faiss.METRIC_INNER_PRODUCT)
-    exact_s = time.perf_counter() - t0
-    recall = float(np.mean([len(set(found[i]) & set(exact[i])) / k for i in range(n_queries)]))
-    rows = [
-        {
-            "index": index_type,
-            "n": n,
-            "dim": dim,
-            "build_s": round(build_s, 2),
-            "data_mb": round((rss_data - rss0) / 2**20, 1),
-            "index_mb": round((rss_index - rss_data) / 2**20, 1),
-            "qps_batch": round(n_queries / batch_s, 1),
-            "qps_single": round(n_single / single_s, 1),
-            f"recall@{k}": round(recall, 4),
-            "exact_qps": round(n_queries / exact_s, 1),
-        }
-    ]
+    exact_qps = n_queries / (time.perf_counter() - t0)
+
+    common = {
+        "index": index_type,
+        "n": n,
+        "dim": dim,
+        "build_s": round(build_s, 2),
+        "data_mb": round((rss_data - rss0) / 2**20, 1),
+        "index_mb": round((rss_index - rss_data) / 2**20, 1),
+    }
+    rows = []
+    for knob, value in _settings(index, index_type, params):
+        found, qps_batch, qps_single = _time_queries(index, queries, k)
+        recall = np.mean([len(set(found[i]) & set(exact[i])) / k for i in range(n_queries)])
+        rows.append(
+            common
+            | {
+                knob: value,
+                "qps_batch": round(qps_batch, 1),
+                "qps_single": round(qps_single, 1),
+                f"recall@{k}": round(float(recall), 4),
+                "exact_qps": round(exact_qps, 1),
+            }
+        )
     meta = {
         "params": params,
         "queries": n_queries,
