@@ -323,12 +323,25 @@ class Workers:
             console.print(f"workers: stopped ({len(self.processes)})")
 
 
+# CPU-friendly serving settings for the LM stages: small micro-batches so one batch fits its
+# deadline, one torch thread per worker (the demo runs two workers on two cores).
+DEMO_MAX_BATCH = 8
+DEMO_LM_OPTIONS = {"batch_size": DEMO_MAX_BATCH, "threads": 1, "max_new_tokens": 32}
+DEMO_DEADLINE_MS = {"lora": 60_000, "prompt": 60_000, "template": 1_000}
+
+
 def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
-    """The environment of a demo worker: this run's Kafka, topics, data and chain."""
+    """The environment of a demo worker: this run's Kafka, topics, data, chain and batching."""
     kafka, paths = settings.kafka, settings.paths
+    explicit = settings.chain.model_fields_set  # set by RECX_* / config: those win
+    options = {name: DEMO_LM_OPTIONS for name in ("lora", "prompt")} | settings.chain.options
+    deadlines = settings.chain.deadline_ms if "deadline_ms" in explicit else DEMO_DEADLINE_MS
     env = dict(os.environ)
     env.update(
         {
+            "RECX_WORKER__MAX_BATCH": env.get("RECX_WORKER__MAX_BATCH", str(DEMO_MAX_BATCH)),
+            "RECX_CHAIN__OPTIONS": json.dumps(options),
+            "RECX_CHAIN__DEADLINE_MS": json.dumps(deadlines),
             "RECX_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "RECX_KAFKA__INPUT_TOPIC": kafka.input_topic,
             "RECX_KAFKA__OUTPUT_TOPIC": kafka.output_topic,
@@ -392,6 +405,9 @@ def show_explanation(index: int, total: int, event: ExplanationEvent, latency_ms
     header.append(f"item {event.item_id}", style="magenta")
     header.append(f"  {event.explainer}", style="bold green" if event.grounded else "bold red")
     header.append(f"  {latency_ms:,.0f} ms", style="dim")
+    if event.skipped:
+        fell = ", ".join(f"{s.explainer} {s.reason}" for s in event.skipped)
+        header.append(f"  (fell back: {fell})", style="yellow")
     console.print(header)
     console.print(Text(f"      “{event.text}”", style="bold"))
     evidence = event.evidence
@@ -686,6 +702,8 @@ def main(
     ] = DEMO_DIR,
 ) -> None:
     """Run recx end to end on a local Kafka and print what it explains."""
+    from recx_worker.kafka_local.jars import KafkaSetupError
+
     names = [name.strip() for name in chain.split(",") if name.strip()]
     if not names:
         console.print("[red]error:[/red] --chain needs at least one explainer")
@@ -705,7 +723,7 @@ def main(
             external_bootstrap=bootstrap,
             demo_dir=work_dir,
         )
-    except DemoError as exc:
+    except (DemoError, KafkaSetupError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:

@@ -28,21 +28,15 @@ def test_peak_memory_sees_an_allocation():
 
 
 @pytest.fixture(scope="module")
-def tiny_generator():
-    torch = pytest.importorskip("torch")
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+def tiny_generator(tmp_path_factory):
+    pytest.importorskip("torch")
+    from lm_tiny import build_model
 
     from recx_worker.lm.generation import GenerationConfig, Generator
-    from recx_worker.retrieval.embedder import minilm_model_dir
+    from recx_worker.lm.loading import load_causal_lm
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(minilm_model_dir()))
-    except Exception as exc:  # the package is part of the dev setup; skip rather than fail
-        pytest.skip(f"no offline tokenizer: {exc}")
-    tokenizer.eos_token = tokenizer.sep_token
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=1, n_head=2)
-    model = GPT2LMHeadModel(config).eval()
+    folder = build_model(tmp_path_factory.mktemp("tiny"), "llama")
+    model, tokenizer, _ = load_causal_lm(str(folder))
     return Generator(model, tokenizer, GenerationConfig(max_new_tokens=6))
 
 

@@ -106,3 +106,60 @@ def test_eval_reports_bad_input_without_traceback(small, tmp_path):
     assert result.exit_code == 2 and "no explainer named 'nonesuch'" in result.output
     result = runner.invoke(app, ["eval", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "not a prepared-data directory" in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    """A settings file pointing the LM explainers at a tiny random Llama (no real weights)."""
+    pytest.importorskip("torch")
+    from lm_tiny import build_model
+
+    root = tmp_path_factory.mktemp("tiny-lm")
+    folder = build_model(root / "model", "llama")
+    config = root / "recx.toml"
+    config.write_text(
+        f'[chain.options.prompt]\nbase = "{folder}"\nmax_new_tokens = 8\nfew_shot = 1\n'
+        'device = "cpu"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_eval_runs_lm_explainer_with_tiny_model(small, tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECX_CONFIG", str(tiny_config))  # restored after the test
+    data, index = small
+    out = tmp_path / "report"
+    args = ["eval", "--data", str(data), "--index", str(index), "--out", str(out)]
+    args += ["--explainers", "prompt,template", "--limit", "12", "--no-progress", "--no-baselines"]
+    result = runner.invoke(app, [*args, "--config", str(tiny_config)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["results"]) == ["prompt", "template"]
+    prompt = doc["results"]["prompt"]
+    assert prompt["raw"]["n"] == 12 and prompt["raw"]["seconds"] > 0
+    # Random weights write nonsense: what the guard rejects is delivered by the template.
+    delivered = prompt["delivered"]
+    assert delivered["grounding_rate"] == 1.0
+    assert set(delivered["stage_share"]) <= {"prompt", "template"}
+    assert delivered["fallback_rate"] == pytest.approx(delivered["stage_share"].get("template", 0))
+    assert 1 - prompt["raw"]["guard_pass_rate"] == pytest.approx(delivered["fallback_rate"])
+
+
+def test_bench_generate_sweeps_batch_sizes(small, tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECX_CONFIG", str(tiny_config))
+    data, index = small
+    out = tmp_path / "bench.json"
+    args = ["bench", "generate", "--data", str(data), "--index", str(index), "--n", "8"]
+    args += ["--explainers", "prompt", "--batch-sizes", "1,4", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--config", str(tiny_config)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "generate" and "hardware" in doc
+    assert doc["explainers"]["prompt"]["device"] == "cpu"
+    rows = doc["rows"]
+    assert [(r["mode"], r["batch"]) for r in rows] == [
+        ("naive generate()", 1), ("batched", 1), ("batched", 4),
+    ]  # fmt: skip
+    assert all(r["n"] == 8 and r["expl_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
+    result = runner.invoke(app, [*args[:-4], "--explainers", "template", "--out", str(out)])
+    assert result.exit_code == 2 and "not a language-model explainer" in result.output

@@ -96,7 +96,7 @@ def test_index_types_by_size() -> None:
     assert choose_type(900) == "flat"
     assert choose_type(2_000_000) == "ivf"
     assert choose_type(10, "hnsw") == "hnsw"
-    vectors = synthetic_vectors(5000, 32, n_clusters=20, seed=3)
+    vectors = synthetic_vectors(5000, 32, n_clusters=20, noise=0.5, seed=3)
     exact, _ = build_faiss(vectors, "flat")
     _, truth = exact.search(vectors[:50], 10)
     for kind in ("ivf", "hnsw"):
@@ -107,11 +107,16 @@ def test_index_types_by_size() -> None:
 
 
 def test_bench_small() -> None:
-    rows, meta = run_bench(n=20_000, dim=64, index_type="ivf", n_queries=100, k=10, threads=1)
-    row = rows[0]
+    rows, meta = run_bench(
+        n=20_000, dim=64, index_type="ivf", n_queries=100, k=10, threads=1, noise=0.5
+    )
+    row = rows[0]  # the default nprobe, then a sweep
     assert row["n"] == 20_000 and row["recall@10"] > 0.8
     assert row["qps_batch"] > 0 and row["build_s"] > 0
-    assert meta["params"]["nlist"] == 141
+    assert meta["params"] == {"nlist": 141, "nprobe": 8, "train_size": 9024}
+    assert [r["nprobe"] for r in rows] == [8, 4, 16, 32, 64]
+    recalls = [r["recall@10"] for r in rows[1:]]
+    assert recalls == sorted(recalls)  # more lists probed, no fewer true neighbours found
 
 
 def test_cli_build_missing_data(tmp_path: Path) -> None:

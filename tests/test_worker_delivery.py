@@ -76,9 +76,7 @@ def test_group_explains_every_event(kafka_bootstrap, tiny_data, tmp_path, mode, 
         transaction_timeout_ms=10_000,
         kafka__exactly_once=exactly_once,
     )
-    workers = [
-        WorkerProcess(env, tmp_path / f"w{i}.log", f"w{i}").start() for i in range(WORKERS)
-    ]
+    workers = [WorkerProcess(env, tmp_path / f"w{i}.log", f"w{i}").start() for i in range(WORKERS)]
     try:
         for w in workers:
             w.wait_assigned()

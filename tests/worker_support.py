@@ -43,8 +43,8 @@ def prepared_tiny(base: Path) -> tuple[Path, Path]:
     from recx_worker.retrieval.embedder import default_embedder
     from recx_worker.retrieval.index import build_item_index
 
-    prepare(FIXTURES / "reviews_tiny.json", data, features=FIXTURES / "features_tiny.txt",
-            progress=False)  # fmt: skip
+    reviews, features = FIXTURES / "reviews_tiny.json", FIXTURES / "features_tiny.txt"
+    prepare(reviews, data, features=features, progress=False)
     build_item_index(PreparedData(data), default_embedder()).save(index)
     return data, index
 
@@ -164,8 +164,8 @@ def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
 
 
 def explained_ids(bootstrap: str, topic: str, *, read_committed: bool = True) -> Counter:
-    return Counter(json.loads(r.value)["event_id"] for r in read_topic(bootstrap, topic,
-                                                                         read_committed=read_committed))  # fmt: skip
+    records = read_topic(bootstrap, topic, read_committed=read_committed)
+    return Counter(json.loads(r.value)["event_id"] for r in records)
 
 
 def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5) -> None:
@@ -315,9 +315,10 @@ class WorkerProcess:
 
     def wait_assigned(self, timeout_s: float = 60.0) -> None:
         wait_for(
-            lambda: bool(self.events_named("partitions_assigned")), timeout_s,
+            lambda: bool(self.events_named("partitions_assigned")),
+            timeout_s,
             f"{self.worker_id} assignment",
-        )  # fmt: skip
+        )
 
 
 def metric_values(text: str, name: str) -> dict[str, float]:

@@ -110,6 +110,24 @@ def batches(
     return out
 
 
+def target_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over target tokens; the LM head runs on target positions only.
+
+    Equal to ``model(**batch).loss`` but skips the vocabulary projection of prompt and padding
+    positions (a quarter of the compute of a step for a 49k-token vocabulary).
+    """
+    import torch.nn.functional as F
+
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = lm.base_model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE
+    logits = lm.get_output_embeddings()(hidden[:, :-1][keep])
+    return F.cross_entropy(logits.float(), labels[keep])
+
+
 def evaluate(model: Any, rows: Sequence, batch_size: int, pad_id: int, device: str) -> float:
     """Mean loss per target token over ``rows``."""
     import torch
@@ -121,7 +139,7 @@ def evaluate(model: Any, rows: Sequence, batch_size: int, pad_id: int, device: s
             batch = collate(rows[start : start + batch_size], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             n = int((batch["labels"][:, 1:] != IGNORE).sum())
-            loss = model(**batch).loss
+            loss = target_loss(model, batch)
             total += float(loss) * n
             count += n
     model.train()
@@ -273,7 +291,7 @@ def train_lora(
         epoch_batches_done += 1
         batch = {k: v.to(device.device) for k, v in batch.items()}
         with torch.autocast(device_type="cuda", dtype=device.dtype, enabled=device.device != "cpu"):
-            loss = model(**batch).loss
+            loss = target_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -281,7 +299,8 @@ def train_lora(
         optimizer.zero_grad(set_to_none=True)
         step += 1
         seen += 1
-        running = 0.9 * running + 0.1 * float(loss) if seen > 1 else float(loss)
+        value = float(loss.detach())
+        running = 0.9 * running + 0.1 * value if seen > 1 else value
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}", best=f"{best_loss:.3f}")
         out_of_time = elapsed_before + time.perf_counter() - started > budget

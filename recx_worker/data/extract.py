@@ -24,6 +24,12 @@ _NARRATIVE = wordset(
 )
 _COPULA = wordset("is are was were sounds feels looks seems stays holds")
 _ALNUM = re.compile(r"[A-Za-z]{3,}")
+# Why a review yields nothing: the first reason (in this order) met by a feature sentence.
+_REASONS = {
+    "length": "no 4-30 word feature sentence",
+    "url": "feature sentences contain URLs",
+    "reviewer name": "feature sentences name the reviewer",
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,15 @@ def score_sentence(sentence: str, lexicon: Lexicon) -> tuple[float, str, int] | 
     score += 0.6 if any(t in _COPULA for t in tokens) else 0.0
     score += 0.2 * min(len(features) - 1, 2)
     score -= 1.5 if sentence.rstrip().endswith("?") else 0.0
+    score -= 1.5 if _shouting(sentence) else 0.0
     return score, feature, sentiment
+
+
+def _shouting(sentence: str) -> bool:
+    """Title Case Or ALL CAPS text (reads like a headline, not an explanation)."""
+    long_words = _ALNUM.findall(sentence)
+    capitalised = sum(w[0].isupper() for w in long_words)
+    return len(long_words) >= 4 and capitalised > 0.6 * len(long_words)
 
 
 def extract(review: Review, lexicon: Lexicon) -> Extraction | str:
@@ -100,10 +114,7 @@ def extract(review: Review, lexicon: Lexicon) -> Extraction | str:
             best = Extraction(feature, sentiment, sentence, score)
     if best is not None:
         return best
-    if all(r == "no feature" for r in reasons):
-        return "no feature mentioned"
-    # The most informative reason among the sentences that did mention a feature.
-    for reason in ("length", "url", "reviewer name"):
+    for reason, label in _REASONS.items():
         if reason in reasons:
-            return {"length": "no 4-30 word feature sentence"}.get(reason, reason)
+            return label
     return "no feature mentioned"

@@ -1,26 +1,53 @@
-"""Placeholder for the built-in `lora` explainer (its owner replaces this module).
+"""The built-in ``lora`` explainer: the base LM with a fine-tuned LoRA adapter merged in.
 
-It registers the name so the entry point loads, and refuses to warm up, so a chain that lists
-it hands every request to the next stage with a clear reason.
+The adapter directory (``paths.adapter_dir``, or the ``adapter_dir`` option) holds
+``adapter_config.json``, ``adapter_model.safetensors`` and ``manifest.json`` as written by
+``recx train lora``; a missing or incomplete adapter fails ``warm_up`` with a clear message,
+so the chain marks the stage unavailable and falls back.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
-from recx_worker.explainer import BaseExplainer, ExplainRequest, Explanation
+from recx_worker.explainer import ExplainRequest
 from recx_worker.hookspecs import hookimpl
+from recx_worker.lm.adapter import load_merged
+from recx_worker.lm.device import DeviceChoice
+from recx_worker.lm.explainers import LMExplainer
+from recx_worker.lm.prompting import lm_input
+
+DEFAULT_ADAPTER = Path("adapters/smollm2-musical-v1")
 
 
-class LoraExplainer(BaseExplainer):
+class LoraExplainer(LMExplainer):
+    """Explanations from the fine-tuned model, prompted with the rendered evidence."""
+
     name: ClassVar[str] = "lora"
-    version: ClassVar[str] = "0.0.0"
+    version: ClassVar[str] = "1.0.0"
 
-    def warm_up(self) -> None:
-        raise RuntimeError("the lora explainer is not available in this build yet")
+    def __init__(self, *, adapter_dir: str | Path | None = None, **options: Any) -> None:
+        base = options.pop("base", None)
+        super().__init__(**options)
+        self.base_override = base
+        settings = options.get("settings")
+        if adapter_dir is None:
+            adapter_dir = settings.paths.adapter_dir if settings is not None else DEFAULT_ADAPTER
+        self.adapter_dir = Path(adapter_dir)
+        self.manifest: dict[str, Any] | None = None
 
-    def explain_one(self, request: ExplainRequest) -> Explanation:
-        raise RuntimeError("the lora explainer is not available in this build yet")
+    def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
+        model, tokenizer, resolved, manifest = load_merged(
+            self.adapter_dir, base=self.base_override, cache_dir=self.model_cache, device=device
+        )
+        self.manifest = manifest
+        self.model_name = resolved.name
+        self.adapter_version = str(manifest["version"])
+        return model, tokenizer
+
+    def render_prompts(self, requests: list[ExplainRequest]) -> list[str]:
+        return [lm_input(r.evidence) for r in requests]
 
 
 @hookimpl

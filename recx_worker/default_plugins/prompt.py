@@ -1,26 +1,93 @@
-"""Placeholder for the built-in `prompt` explainer (its owner replaces this module).
+"""The built-in ``prompt`` explainer: an instruction-tuned LM, no parameter updates.
 
-It registers the name so the entry point loads, and refuses to warm up, so a chain that lists
-it hands every request to the next stage with a clear reason.
+The prompt is the chat template of the base model (SmolLM2-135M-Instruct by default) around the
+rendered evidence; with ``few_shot=k`` it first shows k examples: training explanations of the
+items nearest to the recommended one (needs the evidence store and the prepared data).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections import defaultdict
+from functools import cached_property
+from typing import Any, ClassVar
 
-from recx_worker.explainer import BaseExplainer, ExplainRequest, Explanation
+from recx_worker.events import Evidence
+from recx_worker.explainer import ExplainRequest
 from recx_worker.hookspecs import hookimpl
+from recx_worker.lm.device import DeviceChoice
+from recx_worker.lm.explainers import LMExplainer
+from recx_worker.lm.loading import load_causal_lm
+from recx_worker.lm.prompting import FewShot, chat_messages, render_context
+
+FEW_SHOT_MAX_WORDS = 20
 
 
-class PromptExplainer(BaseExplainer):
+class PromptExplainer(LMExplainer):
+    """Zero- or few-shot explanations from the base instruction model."""
+
     name: ClassVar[str] = "prompt"
-    version: ClassVar[str] = "0.0.0"
+    version: ClassVar[str] = "1.0.0"
 
-    def warm_up(self) -> None:
-        raise RuntimeError("the prompt explainer is not available in this build yet")
+    def __init__(self, *, few_shot: int = 2, **options: Any) -> None:
+        super().__init__(**options)
+        self.few_shot = few_shot
+        self.tokenizer: Any = None
 
-    def explain_one(self, request: ExplainRequest) -> Explanation:
-        raise RuntimeError("the prompt explainer is not available in this build yet")
+    def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
+        model, tokenizer, resolved = load_causal_lm(
+            self.base, cache_dir=self.model_cache, device=device
+        )
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(f"base model {self.base!r} has no chat template")
+        self.model_name = resolved.name
+        self.tokenizer = tokenizer
+        return model, tokenizer
+
+    @cached_property
+    def _train_by_item(self) -> dict[str, list[str]]:
+        """Short training explanations per item (for few-shot examples)."""
+        from recx_worker.data.dataset import PreparedData
+
+        if self.settings is None:
+            return {}
+        by_item: dict[str, list[str]] = defaultdict(list)
+        for record in PreparedData(self.settings.paths.data_dir).split("train"):
+            if len(record.explanation.split()) <= FEW_SHOT_MAX_WORDS:
+                by_item[record.item_id].append(record.explanation.strip())
+        return dict(by_item)
+
+    def examples(self, request: ExplainRequest) -> list[FewShot]:
+        """Up to ``few_shot`` examples from the items nearest to the request's item."""
+        if self.few_shot <= 0 or self.store is None:
+            return []
+        try:
+            neighbours = self.store.neighbours(request.item_id, k=self.few_shot * 3)
+        except LookupError:
+            return []
+        shots: list[FewShot] = []
+        for neighbour in neighbours:
+            item_id = neighbour[0] if isinstance(neighbour, tuple | list) else neighbour
+            texts = self._train_by_item.get(item_id)
+            if not texts:
+                continue
+            evidence = self.store.evidence("", item_id, history=None, k=0)
+            context = render_context(Evidence(item_features=evidence.item_features))
+            shots.append(FewShot(context, texts[0]))
+            if len(shots) == self.few_shot:
+                break
+        return shots
+
+    def render_prompts(self, requests: list[ExplainRequest]) -> list[str]:
+        if self.tokenizer is None:
+            self.warm_up()
+        return [
+            self.tokenizer.apply_chat_template(
+                chat_messages(r.evidence, r.max_words, self.examples(r)),
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            for r in requests
+        ]
 
 
 @hookimpl

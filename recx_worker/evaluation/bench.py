@@ -160,16 +160,18 @@ def bench_subject(
 
 
 def lm_subject(explainer: Any, requests: list[Any]) -> Subject:
-    """The generator and prompts of a warmed-up LM explainer."""
+    """The generator and prompts of a warmed-up LM explainer (see ``lm.explainers``)."""
     generator = getattr(explainer, "generator", None)
-    build = getattr(explainer, "prompts", None)
-    if generator is None or not callable(build):
+    render = getattr(explainer, "render_prompts", None)
+    if generator is None or not callable(render):
         raise BenchInputError(
             f"explainer {explainer.name!r} is not a language-model explainer "
-            "(it exposes no generator and prompts)"
+            "(it has no generator and render_prompts)"
         )
     model = getattr(explainer, "model_name", None) or type(generator.model).__name__
-    return Subject(explainer.name, generator, list(build(requests)), str(model))
+    if getattr(explainer, "adapter_version", None):
+        model = f"{model} + adapter {explainer.adapter_version}"
+    return Subject(explainer.name, generator, list(render(requests)), str(model))
 
 
 def run_generate_bench(
@@ -181,6 +183,7 @@ def run_generate_bench(
     naive: bool,
     out: Path,
     index_dir: Path | None = None,
+    config: Path | None = None,
 ) -> dict[str, Any]:
     """Benchmark each LM explainer in ``names`` on ``n`` test requests; print + write JSON."""
     from recx_worker.benchio import report
@@ -196,7 +199,7 @@ def run_generate_bench(
         records = PreparedData(data_dir).split("test")[:n]
     except FileNotFoundError as exc:
         raise BenchInputError(str(exc)) from None
-    settings = load_settings()
+    settings = load_settings(config)
     settings.paths.data_dir = data_dir
     store = EvidenceStore.open(data_dir, index_dir)
     requests = [

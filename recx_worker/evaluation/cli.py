@@ -35,12 +35,17 @@ def eval_command(
     external: list[Path] = typer.Option(
         [], "--external", help="JSONL of {id, text} from another system (repeatable)."
     ),
-    index: Path | None = typer.Option(None, "--index", help="FAISS index dir (default: none)."),
+    index: Path | None = typer.Option(
+        None, "--index", help="FAISS index dir (default: the configured one if built from DATA)."
+    ),
     baselines: bool = typer.Option(
         True, "--baselines/--no-baselines", help="Include the most-frequent-explanation baseline."
     ),
     samples: int = typer.Option(20, "--samples", min=0, help="Records in samples.md."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML settings file (explainer options under [chain.options.NAME])."
+    ),
 ) -> None:
     """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding; tables + plots."""
     from recx_worker.evaluation.evaluate import EvalConfig, EvalInputError, command_line, run_eval
@@ -58,6 +63,7 @@ def eval_command(
         samples=samples,
         progress=progress,
         command=command_line(),
+        config=config,
     )
     try:
         doc = run_eval(cfg)
@@ -85,7 +91,10 @@ def bench_generate_command(
     out: Path = typer.Option(
         Path("reports/bench/generate.json"), "--out", help="JSON output file."
     ),
-    index: Path | None = typer.Option(None, "--index", help="FAISS index dir (default: none)."),
+    index: Path | None = typer.Option(
+        None, "--index", help="FAISS index dir (default: the configured one if built from DATA)."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="TOML settings file."),
 ) -> None:
     """Batched generation vs one-at-a-time generate(): expl/s, tokens/s, p50/p99, peak memory."""
     from recx_worker.evaluation.bench import BenchInputError, run_generate_bench
@@ -100,7 +109,14 @@ def bench_generate_command(
         return
     try:
         run_generate_bench(
-            data, _names(explainers), n=n, batch_sizes=sizes, naive=naive, out=out, index_dir=index
+            data,
+            _names(explainers),
+            n=n,
+            batch_sizes=sizes,
+            naive=naive,
+            out=out,
+            index_dir=index,
+            config=config,
         )
     except BenchInputError as exc:
         _fail(str(exc))

@@ -49,6 +49,7 @@ class EvalConfig:
     samples: int = 20
     progress: bool = True
     command: str = ""
+    config: Path | None = None
 
 
 def read_external(path: Path, records: list[ExplanationRecord]) -> tuple[RawRun, int]:
@@ -126,7 +127,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         records = records[: cfg.limit]
     if not records:
         raise EvalInputError(f"the {cfg.split} split of {cfg.data_dir} has no record")
-    settings = load_settings()
+    settings = load_settings(cfg.config)
     settings.paths.data_dir = cfg.data_dir
     if cfg.index_dir is not None:
         settings.paths.index_dir = cfg.index_dir

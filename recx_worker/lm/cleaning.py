@@ -6,7 +6,12 @@ import re
 from collections.abc import Iterable
 
 from recx_worker.features import words
-from recx_worker.lm.prompting import ANSWER_CUE, instruction_texts, is_instruction_like
+from recx_worker.lm.prompting import (
+    ANSWER_CUE,
+    LABELS,
+    instruction_texts,
+    is_instruction_like,
+)
 
 MIN_WORDS = 3
 ECHO_NGRAM = 6
@@ -17,7 +22,8 @@ _LABEL = re.compile(
 )
 _CONTROL = re.compile(r"<\|[^|>]*\|>.*", re.DOTALL)
 _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\"'])[.!?](?=\s|$)", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\"'])[.!?](?=[\"'\u201d]?(?:\s|$))", re.IGNORECASE)
+_LABELS = re.compile("|".join(re.escape(label) for label in LABELS), re.IGNORECASE)
 _QUOTED = re.compile(r'"[^"]*"')
 _TRAILING = {"and", "or", "but", "the", "a", "an", "of", "to", "with", "for", "is", "it", "its"}
 
@@ -41,7 +47,8 @@ def first_sentence(text: str) -> str:
     text = text.split("\n", 1)[0].strip()
     text = _LABEL.sub("", text).strip().strip('"\u201c\u201d').strip()
     match = _SENTENCE_END.search(text)
-    return text[: match.end()].strip() if match else text
+    text = text[: match.end()].strip() if match else text
+    return text.strip('"\u201c\u201d').strip()
 
 
 def limit_words(text: str, max_words: int) -> str:
@@ -63,7 +70,7 @@ def clean_explanation(raw: str, max_words: int, prompt: str | None = None) -> st
         raise CleaningError("output looks like an instruction (possible prompt injection)")
     # Quoting the review snippet is allowed; repeating the prompt's own wording is not.
     sources = instruction_texts() + ([_QUOTED.sub('""', prompt)] if prompt else [])
-    if echoes(text, sources):
+    if _LABELS.search(text) or echoes(text, sources):
         raise CleaningError("output echoes the prompt")
     text = limit_words(text, max_words)
     if len(words(text)) < MIN_WORDS:

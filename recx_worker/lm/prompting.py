@@ -19,6 +19,7 @@ MAX_SUPPORTING = 2
 MAX_SUPPORTING_FEATURES = 2
 SNIPPET_WORDS = 20
 ANSWER_CUE = "Explanation:"
+LABELS = ("Product features:", "Shopper cares about:", "Shopper liked:", "A reviewer wrote:")
 
 SYSTEM_PROMPT = (
     "You explain product recommendations to shoppers. Write one short sentence about the "
@@ -82,20 +83,20 @@ def render_context(evidence: Evidence) -> str:
     lines = []
     item_features = _unique(evidence.item_features, MAX_FEATURES)
     if item_features:
-        lines.append("Product features: " + ", ".join(item_features))
+        lines.append(f"{LABELS[0]} " + ", ".join(item_features))
     user_features = _unique(evidence.user_features, MAX_USER_FEATURES)
     if user_features:
-        lines.append("Shopper cares about: " + ", ".join(user_features))
+        lines.append(f"{LABELS[1]} " + ", ".join(user_features))
     liked = []
     for item in evidence.supporting_items[:MAX_SUPPORTING]:
         if item.rating is not None and item.rating < 4:
             continue  # only what the shopper liked supports a recommendation
         liked.extend(_unique(item.features, MAX_SUPPORTING_FEATURES))
     if liked:
-        lines.append("Shopper liked: " + ", ".join(dict.fromkeys(liked)))
+        lines.append(f"{LABELS[2]} " + ", ".join(dict.fromkeys(liked)))
     snippet = sanitize_snippet(evidence.item_snippet)
     if snippet:
-        lines.append(f'A reviewer wrote: "{snippet}"')
+        lines.append(f'{LABELS[3]} "{snippet}"')
     return "\n".join(lines) if lines else "No facts known."
 
 
@@ -125,4 +126,4 @@ def chat_messages(
 
 def instruction_texts() -> list[str]:
     """Fixed instruction texts an output must never echo."""
-    return [SYSTEM_PROMPT, INSTRUCTION.format(max_words=25), ANSWER_CUE]
+    return [SYSTEM_PROMPT, INSTRUCTION.format(max_words=25), ANSWER_CUE, *LABELS]

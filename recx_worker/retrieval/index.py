@@ -8,8 +8,8 @@ Index directory layout::
     manifest.json   embedder, dim, count, metric, index type and parameters, data checksum
 
 The index type is chosen by catalog size unless given: exact ``flat`` (IndexFlatIP) up to
-``FLAT_MAX`` items, ``ivf`` (IndexIVFFlat, nlist ~ sqrt(n), nprobe = nlist/32) above; ``hnsw``
-(IndexHNSWFlat, M=32) on request.
+``FLAT_MAX`` items, ``ivf`` (IndexIVFFlat, nlist ~ sqrt(n), nprobe = max(8, nlist/32))
+above; ``hnsw`` (IndexHNSWFlat, M=32) on request.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ def choose_type(n: int, requested: IndexType = "auto", flat_max: int = FLAT_MAX)
 
 
 def ivf_params(n: int) -> tuple[int, int]:
-    """(nlist, nprobe) for ``n`` vectors: nlist ~ sqrt(n) within [16, 4096], nprobe nlist/32."""
+    """(nlist, nprobe) for ``n`` vectors: nlist ~ sqrt(n) within [16, 4096], nprobe
+    max(8, nlist/32) (at most nlist); see ``recx bench index`` for the recall/speed trade-off."""
     nlist = int(min(4096, max(16, round(math.sqrt(n)))))
-    return nlist, max(1, nlist // 32)
+    return nlist, min(nlist, max(8, nlist // 32))
 
 
 def build_faiss(

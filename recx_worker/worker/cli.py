@@ -76,7 +76,8 @@ def worker(
         work["worker_id"] = worker_id
     if metrics_port is not None:
         work["metrics_port"] = metrics_port
-    chain_section = {"explainers": [c.strip() for c in chain.split(",") if c.strip()]} if chain else {}
+    names = [c.strip() for c in chain.split(",") if c.strip()] if chain else []
+    chain_section = {"explainers": names} if names else {}
     settings = _settings(config, kafka=kafka, worker=work, chain=chain_section)
     try:
         configure_logging(settings.worker.log_level, settings.worker.log_format)
@@ -87,6 +88,10 @@ def worker(
             f"prepared data {settings.paths.data_dir} not found; run `recx data prepare` "
             "or set RECX_PATHS__DATA_DIR"
         )
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
     instance = Worker(settings)
     instance.install_signal_handlers()
     try:

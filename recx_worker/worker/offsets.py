@@ -50,6 +50,10 @@ class OffsetTracker:
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 
+    def last_committed(self, tp: TopicPartition) -> int | None:
+        """The offset last committed for ``tp`` (by us, or found when it was assigned)."""
+        return self._committed.get(tp)
+
     def outstanding(self) -> int:
         """Consumed events not yet done (the at-least-once duplicate window)."""
         return sum(len(s) for s in self._outstanding.values())

@@ -6,10 +6,12 @@ Threads:
   partitions while ``max_buffered`` fetched events wait, and resumes below that;
 - one processing thread runs validate -> enrich -> explain -> deliver for one micro-batch
   at a time (up to ``max_batch`` events or ``max_wait_ms``, across partitions);
-- kafka-python's IO thread runs the rebalance listener: it waits briefly for the in-flight
-  batch, commits what is done, rewinds revoked partitions to their first unfinished offset
-  and drops their buffered events (kafka-python keeps positions of partitions that are
-  re-assigned, so the rewind is what makes "never skip an event" hold).
+- kafka-python's IO thread runs the rebalance listener, which must not block: on
+  revocation it abandons the unfinished batch, commits the done prefix asynchronously (the
+  request reaches the coordinator before our JoinGroup) and forgets buffered events; every
+  assigned partition is then re-positioned at the group's committed offset (kafka-python
+  keeps the old position of a partition assigned again, which could skip the abandoned
+  events). In exactly-once mode that waits until an abandoned transaction is resolved.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from recx_worker.metrics import Heartbeat, MetricsServer, WorkerMetrics
 from recx_worker.worker.checkpoint import Batch, Checkpoint, FatalDeliveryError
@@ -61,6 +64,8 @@ class Worker:
         self._buffer: collections.deque[tuple[float, InRecord]] = collections.deque()
         self._epoch = 0
         self._owned: set[TopicPartition] = set()
+        self._reposition: set[TopicPartition] = set()
+        self._reposition_retry_at = 0.0
         self._inflight: Batch | None = None
         self._busy: Batch | None = None  # the batch the processing thread is running
         self._work: collections.deque[Batch] = collections.deque()
@@ -187,8 +192,9 @@ class Worker:
             self._heartbeat.beat()
             busy = self._inflight is not None or bool(self._buffer)
             room = max(cfg.max_buffered - len(self._buffer), 1)
-            polled = self.consumer.poll(timeout_ms=0 if busy else 100, max_records=room)
+            polled = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=room)
             self._take(polled)
+            self._reposition_assigned()
             self._finish_batch()
             now = time.monotonic()
             if now >= commit_retry_at and not self.checkpoint.commit():
@@ -208,8 +214,8 @@ class Worker:
         now = time.monotonic()
         with self._lock:
             for tp, records in polled.items():
-                if tp not in self._owned:
-                    continue
+                if tp not in self._owned or tp in self._reposition:
+                    continue  # fetched from a position that is about to be reset
                 batch = [InRecord.from_consumer(r) for r in records]
                 self.checkpoint.consumed(batch)
                 self._buffer.extend((now, r) for r in batch)
@@ -265,31 +271,38 @@ class Worker:
         self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
 
     def _flow_control(self) -> None:
+        """Pause every partition while the buffer is full, and partitions waiting to be
+        re-positioned; resume the rest."""
         assigned = self.consumer.assignment()
         if not assigned:
             return
-        if len(self._buffer) >= self.cfg.max_buffered:
-            to_pause = assigned - self.consumer.paused()
-            if to_pause:
-                self.consumer.pause(*to_pause)
-        elif paused := self.consumer.paused():
-            self.consumer.resume(*paused)
+        full = len(self._buffer) >= self.cfg.max_buffered
+        want = set(assigned) if full else self._reposition & assigned
+        paused = self.consumer.paused()
+        if to_pause := want - paused:
+            self.consumer.pause(*to_pause)
+        if to_resume := (paused & assigned) - want:
+            self.consumer.resume(*to_resume)
 
     def _update_lag(self) -> None:
+        """Lag per assigned partition: end offset - position, and end offset - committed
+        (as this worker last committed or found it; never a blocking offset fetch)."""
         assigned = sorted(self.consumer.assignment())
         self.metrics.assigned.set(len(assigned))
         if not assigned:
             self.metrics.set_lag(self.settings.kafka.input_topic, [])
             return
         try:
-            ends = self.consumer.end_offsets(assigned)
-            rows = []
-            for tp in assigned:
-                committed = self.consumer.committed(tp)
-                rows.append((tp.partition, ends[tp], self._position(tp), committed))
+            ends = self.consumer.end_offsets(assigned, timeout_ms=2000)
         except KafkaError as exc:
             log.warning("lag_unavailable", error=f"{type(exc).__name__}: {exc}")
             return
+        tracker = self.checkpoint.tracker
+        rows = [
+            (tp.partition, ends[tp], self._position(tp), tracker.last_committed(tp))
+            for tp in assigned
+            if tp in ends and tp not in self._reposition
+        ]
         self.metrics.set_lag(self.settings.kafka.input_topic, rows)
 
     def _position(self, tp: TopicPartition) -> int | None:
@@ -300,41 +313,90 @@ class Worker:
         except KafkaError:
             return None
 
-    # -- rebalance (kafka-python IO thread) ----------------------------------------------
-    async def revoked(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
+    # -- rebalance (kafka-python IO thread: local work only, nothing that blocks) ------
+    def revoked(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
+        """Account for a finished batch, abandon an unfinished one, commit what is done
+        (asynchronously: the request precedes our JoinGroup on the coordinator connection),
+        and forget the partitions' buffered events."""
         self.metrics.rebalances.inc()
-        inflight = self._inflight
-        if inflight is not None and not lost:
-            await _sleep_until(self.consumer, inflight.finished, self.cfg.revoke_wait_s)
         with self._lock:
             inflight = self._inflight
             if inflight is not None:
-                delivered = self.checkpoint.abandon(inflight, 0.0 if lost else 0.5)
-                if delivered and inflight.epoch == self._epoch:
+                if inflight.finished.is_set() and inflight.delivered and not lost:
                     self._completed(inflight)
+                else:
+                    inflight.abandoned.set()
                 self._inflight = None
             self._epoch += 1
-            offsets = {} if lost else self.checkpoint.tracker.to_commit(partitions)
-            resume = {tp: self.checkpoint.tracker.committable(tp) for tp in partitions}
+            offsets = {}
+            if not lost and not self.settings.kafka.exactly_once:
+                offsets = self.checkpoint.tracker.to_commit(partitions)
             self._buffer = collections.deque(
                 (t, r) for t, r in self._buffer if r.tp not in partitions
             )
             self.checkpoint.tracker.forget(partitions)
             self._owned -= set(partitions)
             self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
-        if offsets and not self.settings.kafka.exactly_once:
-            await _commit(self.consumer, offsets, self.metrics)
-        assigned = self.consumer.assignment()
-        for tp, offset in resume.items():
-            if offset is not None and tp in assigned:
-                self.consumer.seek(tp, offset)  # kept partitions restart at the first unfinished
+        if offsets:
+            self.consumer.commit_async(
+                {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
+                callback=self._revocation_commit_done,
+            )
         log.info("partitions_revoked", partitions=_names(partitions), lost=lost)
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
+    def _revocation_commit_done(self, _offsets: Any, response: Any) -> None:
+        if isinstance(response, Exception):
+            self.metrics.commit_failures.inc()
+            log.warning("revocation_commit_failed", error=f"{type(response).__name__}")
+        else:
+            self.metrics.commits.inc()
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        """New owner: every assigned partition restarts at the group's committed offset."""
         with self._lock:
             self._owned |= set(partitions)
-        self.metrics.assigned.set(len(self.consumer.assignment()))
+            self._reposition |= set(partitions)
         log.info("partitions_assigned", partitions=_names(partitions))
+
+    def _reposition_assigned(self) -> None:
+        """Seek re-assigned partitions to their committed offsets (polling thread).
+
+        kafka-python keeps the fetch position of a partition that is revoked and assigned
+        again; the committed offset is the truth after a rebalance. In exactly-once mode
+        this waits until an abandoned transaction has finished (committed or aborted)."""
+        if not self._reposition:
+            return
+        if self.settings.kafka.exactly_once and self._busy is not None:
+            return
+        now = time.monotonic()
+        if now < self._reposition_retry_at:
+            return
+        with self._lock:
+            todo = set(self._reposition) & self.consumer.assignment()
+            self._reposition &= self._owned
+        if not todo:
+            return
+        try:
+            # read_committed: waits while a transaction with offsets for them is open
+            committed = {tp: self.consumer.committed(tp, timeout_ms=1000) for tp in todo}
+        except KafkaError as exc:  # retried on a later loop; the poll loop keeps going
+            self._reposition_retry_at = now + 0.5
+            log.info("committed_offsets_pending", error=f"{type(exc).__name__}")
+            return
+        for tp, offset in committed.items():
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+            elif self.cfg.auto_offset_reset == "latest":
+                self.consumer.seek_to_end(tp)
+            else:
+                self.consumer.seek_to_beginning(tp)
+        with self._lock:
+            self._buffer = collections.deque((t, r) for t, r in self._buffer if r.tp not in todo)
+            self.checkpoint.tracker.forget(todo)
+            self.checkpoint.tracker.mark_committed(
+                {tp: o for tp, o in committed.items() if o is not None}
+            )
+            self._reposition -= todo
 
     # -- processing thread -------------------------------------------------------------
     def _process_loop(self) -> None:
@@ -443,47 +505,22 @@ class Worker:
             self._inflight = None
 
 
-class _Listener(AsyncConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):
     """Forwards kafka-python's rebalance callbacks (run on its IO thread) to the worker."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
-            await self.worker.revoked(set(revoked))
+            self.worker.revoked(set(revoked))
 
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.worker.metrics.rebalances.inc(0)
-        await self.worker.assigned(set(assigned))
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.worker.assigned(set(assigned))
 
-    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         if lost:
-            await self.worker.revoked(set(lost), lost=True)
-
-
-async def _sleep_until(consumer: Any, event: threading.Event, timeout_s: float) -> None:
-    """Wait for ``event`` without blocking kafka-python's IO loop (heartbeats keep going)."""
-    net = getattr(consumer, "_net", None)
-    deadline = time.monotonic() + timeout_s
-    while not event.is_set() and time.monotonic() < deadline:
-        if net is not None and hasattr(net, "sleep"):
-            await net.sleep(0.01)
-        else:  # pragma: no cover - other kafka-python internals
-            time.sleep(0.01)
-
-
-async def _commit(
-    consumer: Any, offsets: dict[TopicPartition, int], metrics: WorkerMetrics
-) -> None:
-    from kafka.structs import OffsetAndMetadata
-
-    try:
-        await consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
-        metrics.commits.inc()
-    except Exception as exc:
-        metrics.commit_failures.inc()
-        log.warning("revocation_commit_failed", error=f"{type(exc).__name__}: {exc}")
+            self.worker.revoked(set(lost), lost=True)
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:

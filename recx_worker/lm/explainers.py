@@ -1,0 +1,119 @@
+"""The shared machinery of the language-model explainers (``prompt`` and ``lora``).
+
+Subclasses load a model in ``_load`` and render one prompt per request in ``render_prompts``;
+this base generates them in batches and cleans each output into one sentence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from recx_worker.explainer import (
+    BaseExplainer,
+    ExplainFailure,
+    ExplainRequest,
+    Explanation,
+    Outcome,
+)
+from recx_worker.lm.cleaning import CleaningError, clean_explanation
+from recx_worker.lm.device import DeviceChoice, select_device
+from recx_worker.lm.generation import GenerationConfig, Generator
+
+
+class LMExplainer(BaseExplainer):
+    """Base for explainers backed by a causal LM (options: see ``__init__``)."""
+
+    name: ClassVar[str] = "lm"
+    version: ClassVar[str] = "1"
+
+    def __init__(
+        self,
+        *,
+        settings: Any = None,
+        store: Any = None,
+        base: str = "smollm2",
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 32,
+        max_new_tokens: int = 32,
+        num_beams: int = 1,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        repetition_penalty: float | None = None,
+        seed: int = 0,
+        threads: int | None = None,
+        model_cache: str | Path | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.settings = settings
+        self.store = store
+        self.base = base
+        self.device_request = (device, dtype)
+        self.batch_size = batch_size
+        self.threads = threads
+        self.generation = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            top_p=top_p,
+            temperature=temperature,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+        )
+        if model_cache is None and settings is not None:
+            model_cache = settings.paths.model_cache
+        self.model_cache = Path(model_cache).expanduser() if model_cache else None
+        self.generator: Generator | None = None
+        self.model_name: str | None = None
+        self.adapter_version: str | None = None
+
+    # -- subclass hooks -------------------------------------------------------------------
+    def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
+        """Return ``(model, tokenizer)``; set ``model_name``/``adapter_version``."""
+        raise NotImplementedError
+
+    def render_prompts(self, requests: list[ExplainRequest]) -> list[str]:
+        """The exact text each request's generation continues."""
+        raise NotImplementedError
+
+    # -- explainer contract -----------------------------------------------------------------
+    def warm_up(self) -> None:
+        if self.generator is not None:
+            return
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        model, tokenizer = self._load(select_device(*self.device_request))
+        self.generator = Generator(model, tokenizer, self.generation)
+
+    def raw_generate(self, prompts: list[str]) -> list[str]:
+        self.warm_up()
+        assert self.generator is not None
+        return self.generator.generate(prompts, batch_size=self.batch_size)
+
+    def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
+        if not requests:
+            return []
+        self.warm_up()
+        prompts = self.render_prompts(requests)
+        raws = self.raw_generate(prompts)
+        outcomes: list[Outcome] = []
+        for request, prompt, raw in zip(requests, prompts, raws, strict=True):
+            try:
+                text = clean_explanation(raw, request.max_words, prompt)
+            except CleaningError as exc:
+                outcomes.append(ExplainFailure.from_exception(exc))
+                continue
+            outcomes.append(
+                Explanation(
+                    text=text,
+                    model=self.model_name,
+                    adapter_version=self.adapter_version,
+                )
+            )
+        return outcomes
+
+    def close(self) -> None:
+        self.generator = None

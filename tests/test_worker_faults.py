@@ -1,0 +1,313 @@
+"""`recx worker` under faults, against a real broker: malformed input, a broker restart, an
+explainer slower than max.poll.interval, SIGTERM, and the consumer-lag metric.
+Counts: RECX_TEST_FAULT_EVENTS (default 600)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from worker_support import (
+    Topics,
+    WorkerProcess,
+    catalog,
+    committed_offsets,
+    end_offsets,
+    env_int,
+    explained_ids,
+    make_events,
+    metric_values,
+    output_count,
+    prepared_tiny,
+    publish,
+    read_topic,
+    stop_all,
+    wait_for,
+    worker_env,
+)
+
+from recx_worker.events import DeadLetter
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+EVENTS = env_int("RECX_TEST_FAULT_EVENTS", 600)
+PLUGINS = '["worker_test_plugins"]'
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
+    return prepared_tiny(tmp_path_factory.getbasetemp() / "worker-data")
+
+
+def slow_chain(seconds: float, deadline_ms: int = 60_000) -> dict[str, str]:
+    return {
+        "plugin_modules": PLUGINS,
+        "chain__explainers": '["slow-template"]',
+        "chain__options": json.dumps({"slow-template": {"seconds": seconds}}),
+        "chain__deadline_ms": json.dumps({"slow-template": deadline_ms}),
+    }
+
+
+def test_malformed_events_are_dead_lettered_and_the_worker_keeps_going(
+    kafka_bootstrap, tiny_data, tmp_path
+) -> None:
+    data, index = tiny_data
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, "malformed", partitions=3)
+    events = make_events(EVENTS, users, items, malformed_share=0.05)
+    # plus events that are valid JSON but name an item the catalog does not know
+    unknown = [(b"u", json.dumps({"event_id": f"unknown-{i}", "user_id": users[0],
+                                  "item_id": f"NO-SUCH-{i}"}).encode(), None)
+               for i in range(5)]  # fmt: skip
+    events += unknown
+    env = worker_env(kafka_bootstrap, topics, data, index, max_batch=16)
+    worker = WorkerProcess(env, tmp_path / "w.log", "w-malformed").start()
+    try:
+        worker.wait_assigned()
+        pid = worker.pid
+        publish(kafka_bootstrap, topics.input, events)
+        wait_for(
+            lambda: output_count(kafka_bootstrap, topics.output, topics.dlq) >= len(events),
+            120,
+            "every event answered",
+        )
+        inputs = {
+            (r.partition, r.offset): r.value for r in read_topic(kafka_bootstrap, topics.input)
+        }
+        letters = read_topic(kafka_bootstrap, topics.dlq)
+        bad = [v for _, v, event_id in events if event_id is None]
+        assert len(letters) == len(bad)
+        assert sorted(inputs[_provenance(r)[1:]] for r in letters) == sorted(bad)
+        classes = set()
+        for record in letters:
+            headers = dict(record.headers)
+            topic, partition, offset = _provenance(record)
+            assert topic == topics.input
+            letter = DeadLetter.model_validate_json(record.value)
+            assert letter.source is not None
+            assert (letter.source.partition, letter.source.offset) == (partition, offset)
+            assert letter.reason and headers["recx-dlt-exception-message"].decode() == letter.reason
+            assert headers["recx-dlt-exception-class"].decode() == letter.error_class
+            classes.add(letter.error_class)
+        assert {"NotJSON", "InvalidUTF8", "NotAnObject", "UnknownItem"} <= classes
+        valid = {event_id for _, _, event_id in events if event_id is not None}
+        assert set(explained_ids(kafka_bootstrap, topics.output)) == valid
+        scraped = metric_values(worker.scrape(), "recx_dead_letters_total")
+        assert sum(scraped.values()) == len(bad)
+        assert worker.alive() and worker.pid == pid
+        assert len(worker.events_named("worker_started")) == 1
+    finally:
+        stop_all([worker])
+
+
+def _provenance(record) -> tuple[str, int, int]:
+    h = dict(record.headers)
+    return (
+        h["recx-dlt-original-topic"].decode(),
+        int(h["recx-dlt-original-partition"]),
+        int(h["recx-dlt-original-offset"]),
+    )
+
+
+def test_broker_restart_mid_run_loses_nothing(kafka_broker, tiny_data, tmp_path) -> None:
+    bootstrap = kafka_broker.bootstrap
+    data, index = tiny_data
+    users, items = catalog(data)
+    topics = Topics.fresh(bootstrap, "restart", partitions=3)
+    events = make_events(EVENTS, users, items)
+    env = worker_env(bootstrap, topics, data, index, max_batch=16, **slow_chain(0.05))
+    worker = WorkerProcess(env, tmp_path / "w.log", "w-restart").start()
+    try:
+        worker.wait_assigned()
+        publish(bootstrap, topics.input, events)
+        wait_for(lambda: output_count(bootstrap, topics.output) >= EVENTS // 5, 60, "a fifth")
+        kafka_broker.stop_node(1)
+        time.sleep(3)
+        kafka_broker.start_node(1)
+        wait_for(
+            lambda: len(explained_ids(bootstrap, topics.output)) >= EVENTS,
+            180,
+            "all explanations after the restart",
+            interval_s=2,
+        )
+        ids = explained_ids(bootstrap, topics.output)
+        assert set(ids) == {event_id for _, _, event_id in events}
+        print(f"\nbroker restart: {EVENTS} events, duplicates={sum(ids.values()) - len(ids)}")
+        assert worker.alive()
+    finally:
+        stop_all([worker])
+
+
+def test_explainer_slower_than_max_poll_interval(kafka_bootstrap, tiny_data, tmp_path) -> None:
+    data, index = tiny_data
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, "slow", partitions=4)
+    events = make_events(120, users, items)
+    env = worker_env(
+        kafka_bootstrap,
+        topics,
+        data,
+        index,
+        max_batch=30,
+        max_poll_interval_ms=2_000,
+        session_timeout_ms=3_000,
+        heartbeat_interval_ms=500,
+        **slow_chain(3.0),  # every batch takes 1.5 x max.poll.interval
+    )
+    workers = [WorkerProcess(env, tmp_path / f"w{i}.log", f"w-slow{i}").start() for i in range(2)]
+    try:
+        for w in workers:
+            w.wait_assigned()
+        wait_for(lambda: all(_stable(w) for w in workers), 30, "a stable assignment")
+        revocations = [len(w.events_named("partitions_revoked")) for w in workers]
+        publish(kafka_bootstrap, topics.input, events)
+        wait_for(
+            lambda: len(explained_ids(kafka_bootstrap, topics.output)) >= len(events),
+            120,
+            "all slow explanations",
+            interval_s=2,
+        )
+        ids = explained_ids(kafka_bootstrap, topics.output)
+        assert set(ids) == {event_id for _, _, event_id in events}
+        assert sum(ids.values()) == len(ids)  # no redelivery: membership never broke
+        assert [len(w.events_named("partitions_revoked")) for w in workers] == revocations
+        for w in workers:
+            assert w.alive()
+            assert not w.events_named("revocation_commit_failed")
+    finally:
+        stop_all(workers)
+
+
+def _stable(worker: WorkerProcess) -> bool:
+    """Assigned, and the last assignment is a second old."""
+    assigned = worker.events_named("partitions_assigned")
+    revoked = worker.events_named("partitions_revoked")
+    if not assigned or (revoked and revoked[-1]["timestamp"] > assigned[-1]["timestamp"]):
+        return False
+    from datetime import UTC, datetime
+
+    last = datetime.fromisoformat(assigned[-1]["timestamp"].replace("Z", "+00:00"))
+    return (datetime.now(UTC) - last).total_seconds() > 4
+
+
+def test_sigterm_finishes_in_flight_work_and_commits(kafka_bootstrap, tiny_data, tmp_path) -> None:
+    data, index = tiny_data
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, "sigterm", partitions=2)
+    events = make_events(200, users, items)
+    grace = 6.0
+    env = worker_env(
+        kafka_bootstrap, topics, data, index, max_batch=20, grace_period_s=grace, **slow_chain(1.0)
+    )
+    worker = WorkerProcess(env, tmp_path / "w.log", "w-sigterm").start()
+    try:
+        worker.wait_assigned()
+        publish(kafka_bootstrap, topics.input, events)
+        wait_for(lambda: output_count(kafka_bootstrap, topics.output) >= 20, 60, "a first batch")
+        time.sleep(0.3)  # the next batch is now in the explainer
+        started = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.proc is not None
+        code = worker.proc.wait(grace + 5)
+        elapsed = time.monotonic() - started
+        assert code == 0
+        assert elapsed < grace, f"exited after {elapsed:.1f} s (grace {grace} s)"
+        committed = committed_offsets(kafka_bootstrap, topics.group)
+        explained = explained_ids(kafka_bootstrap, topics.output)
+        where = {json.loads(r.value)["event_id"]: (r.partition, r.offset)
+                 for r in read_topic(kafka_bootstrap, topics.input)}  # fmt: skip
+        done: dict[int, set[int]] = {}
+        for event_id in explained:
+            partition, offset = where[event_id]
+            done.setdefault(partition, set()).add(offset)
+        # committed = exactly the processed prefix of each partition: nothing unprocessed
+        # committed, nothing processed left uncommitted (the in-flight batch was finished)
+        for partition, offsets in done.items():
+            assert committed.get(partition) == max(offsets) + 1
+            assert offsets == set(range(max(offsets) + 1))
+        assert sum(len(o) for o in done.values()) >= 40
+        assert worker.events_named("worker_stopped")
+        assert not worker.events_named("shutdown_abandoned_batch")
+    finally:
+        stop_all([worker])
+
+
+def test_lag_metric_agrees_with_broker_end_offsets(kafka_bootstrap, tiny_data, tmp_path) -> None:
+    data, index = tiny_data
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, "lag", partitions=2)
+    events = make_events(150, users, items)
+    blocked = worker_env(
+        kafka_bootstrap,
+        topics,
+        data,
+        index,
+        max_batch=10,
+        max_buffered=20,
+        grace_period_s=3,
+        **slow_chain(60.0),
+    )
+    worker = WorkerProcess(blocked, tmp_path / "w1.log", "w-lag").start()
+    try:
+        worker.wait_assigned()
+        publish(kafka_bootstrap, topics.input, events)
+        ends = end_offsets(kafka_bootstrap, topics.input)
+        assert sum(ends.values()) == len(events)
+
+        def agrees() -> bool:
+            text = worker.scrape()
+            committed = committed_offsets(kafka_bootstrap, topics.group)
+            lag = _by_partition(metric_values(text, "recx_consumer_committed_lag"))
+            position_lag = _by_partition(metric_values(text, "recx_consumer_lag"))
+            expected = {p: end - committed.get(p, 0) for p, end in ends.items()}
+            return (
+                lag == expected
+                and set(position_lag) == set(ends)
+                # the worker holds at most max_buffered + max_batch fetched events
+                and sum(expected.values()) - sum(position_lag.values()) <= 30
+                and all(0 <= position_lag[p] <= expected[p] for p in ends)
+            )
+
+        wait_for(agrees, 30, "the lag metric to match end offsets while blocked")
+        assert _get(worker, "/healthz") == 200
+        assert _get(worker, "/readyz") == 200
+    finally:
+        stop_all([worker])
+    fast = worker_env(kafka_bootstrap, topics, data, index)
+    drain = WorkerProcess(fast, tmp_path / "w2.log", "w-lag2").start()
+    try:
+        drain.wait_assigned()
+
+        def drained() -> bool:
+            text = drain.scrape()
+            committed = committed_offsets(kafka_bootstrap, topics.group)
+            lag = _by_partition(metric_values(text, "recx_consumer_committed_lag"))
+            return committed == ends and lag == {p: 0 for p in ends}
+
+        wait_for(drained, 60, "lag 0 with everything committed")
+        assert set(explained_ids(kafka_bootstrap, topics.output)) >= {
+            event_id for _, _, event_id in events
+        }
+    finally:
+        stop_all([drain])
+
+
+def _by_partition(values: dict[str, float]) -> dict[int, int]:
+    out = {}
+    for labels, value in values.items():
+        partition = int(labels.split('partition="')[1].split('"')[0])
+        out[partition] = int(value)
+    return out
+
+
+def _get(worker: WorkerProcess, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port()}{path}") as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code

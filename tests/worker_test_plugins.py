@@ -1,0 +1,42 @@
+"""Explainer plugins used by the worker tests, loaded into real `recx worker` processes with
+``RECX_WORKER__PLUGIN_MODULES='["worker_test_plugins"]'`` (this directory is on PYTHONPATH).
+
+- ``slow-template``: the real template explainer after sleeping ``seconds`` per batch
+  (an explainer slower than ``max.poll.interval.ms``).
+- ``always-fails``: raises for every batch, so no explainer answers (dead letters).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from recx_worker.default_plugins.template import TemplateExplainer
+from recx_worker.explainer import BaseExplainer, ExplainRequest, Outcome
+from recx_worker.hookspecs import hookimpl
+
+
+class SlowTemplateExplainer(TemplateExplainer):
+    name: ClassVar[str] = "slow-template"
+    version: ClassVar[str] = "test"
+
+    def __init__(self, seconds: float = 1.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.seconds = float(seconds)
+
+    def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
+        time.sleep(self.seconds)
+        return super().explain_batch(requests)
+
+
+class AlwaysFailsExplainer(BaseExplainer):
+    name: ClassVar[str] = "always-fails"
+    version: ClassVar[str] = "test"
+
+    def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
+        raise RuntimeError("explainer backend unavailable")
+
+
+@hookimpl
+def recx_explainers() -> list[type]:
+    return [SlowTemplateExplainer, AlwaysFailsExplainer]
