@@ -330,6 +330,21 @@ DEMO_LM_OPTIONS = {"batch_size": DEMO_MAX_BATCH, "threads": 1, "max_new_tokens":
 DEMO_DEADLINE_MS = {"lora": 60_000, "prompt": 60_000, "template": 1_000}
 
 
+def describe_adapter(adapter_dir: Path) -> None:
+    """Say which adapter the lora stage serves (or that it will be skipped)."""
+    manifest = adapter_dir / "manifest.json"
+    if not manifest.exists():
+        console.print(
+            f"  [yellow]no adapter in {adapter_dir}: the lora stage will be unavailable and "
+            "its events fall back to the next explainer[/yellow]"
+        )
+        return
+    info = json.loads(manifest.read_text())
+    base = info.get("base_model", {})
+    base_name = base.get("name") if isinstance(base, dict) else base
+    console.print(f"  adapter {adapter_dir} (version {info.get('version')}, base {base_name})")
+
+
 def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
     """The environment of a demo worker: this run's Kafka, topics, data, chain and batching."""
     kafka, paths = settings.kafka, settings.paths
@@ -393,6 +408,8 @@ class Outcome:
 
     explanations: dict[str, ExplanationEvent] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    first_sent: float = 0.0
+    last_received: float = 0.0
     duplicates: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
 
@@ -443,7 +460,7 @@ def collect(
     timeout_s: float,
 ) -> Outcome:
     """Read explanations and dead letters until every input is accounted for (or timeout)."""
-    outcome = Outcome()
+    outcome = Outcome(first_sent=min(sent_at.values(), default=0.0))
     deadline = time.monotonic() + timeout_s
     output_topic = settings.kafka.output_topic
     pending_bad = {bad.payload.decode("utf-8", errors="replace") for bad in malformed}
@@ -465,6 +482,7 @@ def collect(
                     latency = (received - sent_at[event.event_id]) * 1000
                     outcome.explanations[event.event_id] = event
                     outcome.latency_ms[event.event_id] = latency
+                    outcome.last_received = received
                     show_explanation(len(outcome.explanations), len(sent_at), event, latency)
                 else:
                     dead = DeadLetter.model_validate_json(record.value)
@@ -563,11 +581,13 @@ def summarize(
     valid_ids = {e.event_id for e in events}
     valid_dead = [d for d in outcome.dead if _event_id_of(d) in valid_ids]
     explained = len(outcome.explanations)
+    span = outcome.last_received - outcome.first_sent
     summary = {
         "events": len(events),
         "explained": explained,
         "duplicates": outcome.duplicates,
         "grounded": sum(e.grounded for e in outcome.explanations.values()),
+        "throughput_eps": round(explained / span, 2) if span > 0 else None,
         "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
         "worker_latency_ms": {
             "p50": percentile(worker_latencies, 50),
@@ -602,6 +622,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_row("duplicates (at-least-once)", str(summary["duplicates"]))
     table.add_row("grounded", f"{summary['grounded']} / {summary['explained']}")
     lat, wlat = summary["latency_ms"], summary["worker_latency_ms"]
+    if summary["throughput_eps"]:
+        table.add_row(
+            "throughput (first publish -> last explanation)",
+            f"{summary['throughput_eps']} events/s",
+        )
     table.add_row("end-to-end latency p50 / p99", f"{lat['p50']:,.0f} ms / {lat['p99']:,.0f} ms")
     table.add_row("in-worker latency p50 / p99", f"{wlat['p50']:,.0f} ms / {wlat['p99']:,.0f} ms")
     total = max(1, summary["explained"])
@@ -663,6 +688,8 @@ def run_demo(
         pool = Workers()
         stack.callback(pool.stop)
         console.print(f"[bold]workers[/bold]: starting {workers} with chain {' -> '.join(chain)}")
+        if "lora" in chain:
+            describe_adapter(settings.paths.adapter_dir)
         from recx_worker.kafka_local.cluster import free_ports
 
         pool.start(worker_env(settings, chain), free_ports(workers), logs)
@@ -707,6 +734,15 @@ def main(
     names = [name.strip() for name in chain.split(",") if name.strip()]
     if not names:
         console.print("[red]error:[/red] --chain needs at least one explainer")
+        raise typer.Exit(2)
+    from recx_worker.plugins import registered_explainers
+
+    known = registered_explainers()
+    if unknown := [name for name in names if name not in known]:
+        console.print(
+            f"[red]error:[/red] unknown explainer(s) {', '.join(unknown)}; "
+            f"registered: {', '.join(sorted(known))}"
+        )
         raise typer.Exit(2)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, _raise_keyboard_interrupt)

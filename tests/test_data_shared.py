@@ -8,7 +8,7 @@ import pytest
 
 from recx_worker.data.auto_lexicon import build_lexicon, compare
 from recx_worker.data.dataset import SPLITS, PreparedData
-from recx_worker.data.prepare import prepare
+from recx_worker.data.prepare import prepare, sha256
 from recx_worker.data.readers import read_reviews
 from recx_worker.features import Lexicon
 
@@ -79,3 +79,18 @@ def test_auto_lexicon_overlaps_sentires(musical: PreparedData) -> None:
     assert result["auto"] == 300
     # Measured 2026-11-27: see the data helper's report; keep a floor against regressions.
     assert result["precision"] > 0.3
+
+
+# The published split: adapters and baselines are trained on these exact files. A change to
+# extraction or splitting that alters them silently leaks old-train records into the new test
+# split, so it must be a deliberate, versioned change (update these and retrain everything).
+PUBLISHED_SPLIT_SHA256 = {
+    "train": "96579eee6c1e17ae1fdcbd9ff82a91b9bd410dff320ee28d734adc0fececde14",
+    "valid": "8fc3bb3a57f6fa66936b894b9a42d7e024738bc6b25e730b258146490dccd08a",
+    "test": "68eecbef3344a121e51c7771a43d1fd12f4035dcbf761d1bbb0f65354994368e",
+}
+
+
+def test_split_matches_the_published_split(musical: PreparedData) -> None:
+    for name, digest in PUBLISHED_SPLIT_SHA256.items():
+        assert sha256(musical.root / f"{name}.jsonl") == digest, name

@@ -144,6 +144,19 @@ def test_eval_runs_lm_explainer_with_tiny_model(small, tiny_config, tmp_path, mo
     assert delivered["fallback_rate"] == pytest.approx(delivered["stage_share"].get("template", 0))
     assert 1 - prompt["raw"]["guard_pass_rate"] == pytest.approx(delivered["fallback_rate"])
 
+    # The raw outputs were saved as they came; rescoring them reproduces every number.
+    saved = out / "outputs" / "prompt.jsonl"
+    assert len(saved.read_text().splitlines()) == 12
+    again = tmp_path / "again"
+    args = ["eval", "--data", str(data), "--index", str(index), "--out", str(again)]
+    args += ["--explainers", "template", "--external", f"prompt={saved}", "--no-baselines"]
+    result = runner.invoke(app, [*args, "--limit", "12", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rescored = json.loads((again / "metrics.json").read_text())["results"]["prompt"]
+    for mode in ("raw", "delivered"):
+        for key in ("bleu_4", "rouge_l_f", "usr", "fmr", "grounding_rate", "failure_rate"):
+            assert rescored[mode][key] == pytest.approx(prompt[mode][key]), (mode, key)
+
 
 def test_bench_generate_sweeps_batch_sizes(small, tiny_config, tmp_path, monkeypatch):
     monkeypatch.setenv("RECX_CONFIG", str(tiny_config))

@@ -112,11 +112,10 @@ def test_group_explains_every_event(kafka_bootstrap, tiny_data, tmp_path, mode, 
         assert set(ids) == expected
         if exactly_once:
             assert duplicates == 0
-        elif kill:
-            # at most what the killed worker had consumed but not committed
-            assert duplicates <= MAX_BUFFERED + MAX_BATCH
         else:
-            assert duplicates == 0  # no failure, no rebalance after the start: no redelivery
+            # at most what one worker had consumed but not committed when it died or lost
+            # its partitions (a late joiner's rebalance can also abandon one batch)
+            assert duplicates <= MAX_BUFFERED + MAX_BATCH
         for w in workers:
             assert w.alive(), f"{w.worker_id} exited: {w.log_path.read_text()[-2000:]}"
     finally:

@@ -154,9 +154,9 @@ def test_explainer_slower_than_max_poll_interval(kafka_bootstrap, tiny_data, tmp
         data,
         index,
         max_batch=30,
-        max_poll_interval_ms=2_000,
-        session_timeout_ms=3_000,
-        heartbeat_interval_ms=500,
+        max_poll_interval_ms=2_000,  # the broker's minimum session timeout is 6 s
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=1_000,
         **slow_chain(3.0),  # every batch takes 1.5 x max.poll.interval
     )
     workers = [WorkerProcess(env, tmp_path / f"w{i}.log", f"w-slow{i}").start() for i in range(2)]

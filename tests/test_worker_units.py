@@ -186,3 +186,22 @@ def test_replay_filter_and_original_bytes() -> None:
     assert not ReplayFilter(reasons=["no explainer"]).matches(letter)
     assert ReplayFilter(error_classes=["InvalidUTF8"]).matches(letter)
     assert not ReplayFilter(error_classes=["NotJSON"], reasons=["utf"]).matches(letter)
+
+
+def test_cli_reports_bad_configuration_without_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from recx_worker.cli import app
+
+    monkeypatch.delenv("RECX_CONFIG", raising=False)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["worker", "--config", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[worker]\nmax_batch = 0\n")
+    invalid = runner.invoke(app, ["worker", "--config", str(bad)])
+    assert invalid.exit_code == 2 and "worker.max_batch" in invalid.output
+    assert "Traceback" not in invalid.output
+    monkeypatch.delenv("RECX_CONFIG", raising=False)  # load_settings exports the file it read
+    no_data = runner.invoke(app, ["worker"], env={"RECX_PATHS__DATA_DIR": str(tmp_path / "x")})
+    assert no_data.exit_code == 2 and "recx data prepare" in no_data.output

@@ -73,15 +73,7 @@ def score_sentence(sentence: str, lexicon: Lexicon) -> tuple[float, str, int] | 
     score += 0.6 if any(t in _COPULA for t in tokens) else 0.0
     score += 0.2 * min(len(features) - 1, 2)
     score -= 1.5 if sentence.rstrip().endswith("?") else 0.0
-    score -= 1.5 if _shouting(sentence) else 0.0
     return score, feature, sentiment
-
-
-def _shouting(sentence: str) -> bool:
-    """Title Case Or ALL CAPS text (reads like a headline, not an explanation)."""
-    long_words = _ALNUM.findall(sentence)
-    capitalised = sum(w[0].isupper() for w in long_words)
-    return len(long_words) >= 4 and capitalised > 0.6 * len(long_words)
 
 
 def extract(review: Review, lexicon: Lexicon) -> Extraction | str:

@@ -7,8 +7,10 @@ import re
 from recx_worker.features import words
 
 # A sentence ends at . ! ? (or a run of them) followed by space or by a capital letter glued to
-# it ("affordable.I did not"), and at line breaks. Decimal numbers ("1.5") are not split.
-_SPLIT = re.compile(r"(?<=[.!?])(?:\s+|(?=[A-Z][a-z]|I\s))|\n+|(?<=[a-z]);\s+|\s+-{1,2}\s+")
+# it ("affordable.The price"), and at line breaks. Decimal numbers ("1.5") are not split.
+# Frozen with the published split (changing it changes the records and so the split): a
+# glued one-letter word ("works.I like it") is not split.
+_SPLIT = re.compile(r"(?<=[.!?])(?:\s+|(?=[A-Z][a-z]))|\n+|(?<=[a-z]);\s+|\s+-{1,2}\s+")
 _URL = re.compile(r"https?://|www\.|\.com\b|\.net\b|\.org\b", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 

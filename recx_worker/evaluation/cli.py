@@ -32,8 +32,11 @@ def eval_command(
     out: Path = typer.Option(Path("reports/latest"), "--out", help="Report directory."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Score the first N records."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Requests per explain_batch."),
-    external: list[Path] = typer.Option(
-        [], "--external", help="JSONL of {id, text} from another system (repeatable)."
+    external: list[str] = typer.Option(
+        [],
+        "--external",
+        help="[NAME=]FILE: JSONL of {id, text} from another system, scored the same way "
+        "(repeatable; e.g. prompt=reports/x/outputs/prompt.jsonl reuses saved outputs).",
     ),
     index: Path | None = typer.Option(
         None, "--index", help="FAISS index dir (default: the configured one if built from DATA)."

@@ -43,7 +43,7 @@ class EvalConfig:
     out: Path
     limit: int | None = None
     batch_size: int = 16
-    externals: list[Path] = field(default_factory=list)
+    externals: list[str] = field(default_factory=list)
     baselines: bool = True
     index_dir: Path | None = None
     samples: int = 20
@@ -52,14 +52,25 @@ class EvalConfig:
     config: Path | None = None
 
 
-def read_external(path: Path, records: list[ExplanationRecord]) -> tuple[RawRun, int]:
-    """An external system's outputs (JSONL with ``id``/``record_id`` and ``text``) as a run.
+def parse_external(spec: str) -> tuple[str, Path]:
+    """``NAME=FILE`` -> (NAME, FILE); a bare ``FILE`` is named ``ext:<file stem>``."""
+    name, sep, path = spec.partition("=")
+    if sep and name.strip() and path.strip():
+        return name.strip(), Path(path.strip())
+    return f"ext:{Path(spec).stem}", Path(spec)
 
-    Returns the run and the number of records the file has no text for (scored as empty).
+
+def read_external(
+    path: Path, records: list[ExplanationRecord], name: str | None = None
+) -> tuple[RawRun, int]:
+    """Another system's outputs as a run: JSONL lines ``{"id" (or "record_id"), "text"}``;
+    a line with ``"error"`` is a failure (as written by ``recx eval`` into ``outputs/``).
+
+    Returns the run and the number of records the file has no line for (scored as failures).
     """
     if not path.is_file():
         raise EvalInputError(f"external file not found: {path}")
-    texts: dict[str, str] = {}
+    found: dict[str, Any] = {}
     with path.open(encoding="utf-8") as handle:
         for n, line in enumerate(handle, start=1):
             if not line.strip():
@@ -74,18 +85,24 @@ def read_external(path: Path, records: list[ExplanationRecord]) -> tuple[RawRun,
                 raise EvalInputError(
                     f"{path}:{n}: expected an object with string 'id' (or 'record_id') and 'text'"
                 )
-            texts[key] = text
+            error = row.get("error")
+            if error:
+                error_class, _, message = str(error).partition(": ")
+                found[key] = ExplainFailure(error_class, message or error_class)
+            else:
+                found[key] = Explanation(text=text)
     outcomes: list[Any] = []
     missing = 0
     for record in records:
-        if record.record_id in texts:
-            outcomes.append(Explanation(text=texts[record.record_id]))
+        if record.record_id in found:
+            outcomes.append(found[record.record_id])
         else:
             missing += 1
             outcomes.append(ExplainFailure("Missing", "no text in the external file"))
     if missing == len(records):
         raise EvalInputError(f"{path}: no line matches a record_id of the evaluated split")
-    return RawRun(f"ext:{path.stem}", "external", outcomes, 0.0), missing
+    run_name = name or f"ext:{path.stem}"
+    return RawRun(run_name, f"external:{path}", outcomes, 0.0), missing
 
 
 def _requests(
@@ -103,11 +120,21 @@ def _requests(
     return kept_records, requests, len(records) - len(kept_records)
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _hardware_text() -> str:
     from recx_worker.benchio import hardware
 
     hw = hardware()
-    text = f"{platform.processor() or hw['machine']}, {hw['cpu_count']} CPUs"
+    text = f"{_cpu_model()}, {hw['cpu_count']} CPUs"
     return text + (f", GPU {hw['gpu']}" if "gpu" in hw else "")
 
 
@@ -153,7 +180,8 @@ def run_eval(cfg: EvalConfig) -> dict:
             log.warning("explainer_unavailable", explainer=name, reason=unavailable[name])
             continue
         try:
-            runs[name] = run_explainer(explainer, requests, cfg.batch_size, cfg.progress)
+            sink = cfg.out / "outputs" / f"{name}.jsonl"
+            runs[name] = run_explainer(explainer, requests, cfg.batch_size, cfg.progress, sink)
         finally:
             explainer.close()
     if FALLBACK not in runs:
@@ -163,16 +191,21 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.baselines:
         baseline = MostFrequentExplanation(data.split("train"))
         runs[baseline.name] = run_explainer(baseline, requests, cfg.batch_size, progress=False)
-    for path in cfg.externals:
-        run, missing = read_external(path, records)
-        runs[run.name] = run
-        notes[run.name] = {"missing_texts": missing}
+    for spec in cfg.externals:
+        name, path = parse_external(spec)
+        if name in runs:
+            raise EvalInputError(f"--external {spec}: a system named {name!r} is already scored")
+        run, missing = read_external(path, records, name)
+        runs[name] = run
+        notes[name] = {"missing_texts": missing, "source": str(path)}
 
     ctx = ScoringContext.build(data, records, [r.evidence.allowed_features() for r in requests])
     results: dict[str, dict[str, dict]] = {}
     texts: dict[str, dict[str, list[str]]] = {}
     stages: dict[str, list[str]] = {}
-    order = [n for n in cfg.explainers if n in runs] + [n for n in runs if n not in cfg.explainers]
+    # Chain order first (lora, prompt, template), then the rest as they were added.
+    order = [n for n in settings.chain.explainers if n in runs]
+    order += [n for n in runs if n not in order]
     for name in order:
         run = runs[name]
         delivered = deliver([run, runs[FALLBACK]], requests, guard)

@@ -7,9 +7,11 @@ explainer), so it is exactly what a user would see, without generating twice.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from tqdm import tqdm
@@ -60,28 +62,56 @@ class Delivered:
     first_stage_reasons: dict[str, int] = field(default_factory=dict)
 
 
+def outcome_row(event_id: str, outcome: Outcome) -> dict[str, str]:
+    """One line of an outputs file: ``{"id", "text"}``, plus ``"error"`` for a failure."""
+    if isinstance(outcome, Explanation):
+        return {"id": event_id, "text": outcome.text}
+    return {"id": event_id, "text": "", "error": f"{outcome.error_class}: {outcome.message}"}
+
+
 def run_explainer(
     explainer: Explainer,
     requests: Sequence[ExplainRequest],
     batch_size: int,
     progress: bool = True,
+    sink: Path | None = None,
 ) -> RawRun:
-    """``explain_batch`` over ``requests`` in micro-batches, with a progress bar."""
+    """``explain_batch`` over ``requests`` in micro-batches, with a progress bar.
+
+    With ``sink``, every outcome is also appended to that JSONL file as soon as its batch is
+    done (so a long run's outputs survive an interruption and can be rescored with
+    ``recx eval --external NAME=FILE``).
+    """
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    with tqdm(
-        total=len(requests), desc=explainer.name, unit="expl", disable=not progress, leave=True
-    ) as bar:
-        for start in range(0, len(requests), batch_size):
-            batch = list(requests[start : start + batch_size])
-            try:
-                got = explainer.explain_batch(batch)
-                if len(got) != len(batch):
-                    raise RuntimeError(f"returned {len(got)} outcomes for {len(batch)} requests")
-            except Exception as exc:  # a crashed batch counts as failures, the run goes on
-                got = [ExplainFailure.from_exception(exc)] * len(batch)
-            outcomes.extend(got)
-            bar.update(len(batch))
+    handle = None
+    if sink is not None:
+        sink.parent.mkdir(parents=True, exist_ok=True)
+        handle = sink.open("w", encoding="utf-8")
+    try:
+        with tqdm(
+            total=len(requests), desc=explainer.name, unit="expl", disable=not progress
+        ) as bar:
+            for start in range(0, len(requests), batch_size):
+                batch = list(requests[start : start + batch_size])
+                try:
+                    got = explainer.explain_batch(batch)
+                    if len(got) != len(batch):
+                        raise RuntimeError(
+                            f"returned {len(got)} outcomes for {len(batch)} requests"
+                        )
+                except Exception as exc:  # a crashed batch counts as failures, the run goes on
+                    got = [ExplainFailure.from_exception(exc)] * len(batch)
+                outcomes.extend(got)
+                if handle is not None:
+                    for request, outcome in zip(batch, got, strict=True):
+                        row = outcome_row(request.event.event_id, outcome)
+                        handle.write(json.dumps(row) + "\n")
+                    handle.flush()
+                bar.update(len(batch))
+    finally:
+        if handle is not None:
+            handle.close()
     return RawRun(explainer.name, explainer.version, outcomes, time.perf_counter() - started)
 
 

@@ -26,7 +26,12 @@ def _fail(message: str) -> None:
 
 @app.command()
 def up(
-    nodes: Annotated[int, typer.Option("--nodes", help="1, or 3 for a real KRaft quorum.")] = 1,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes", help="1, or 3 for a real KRaft quorum. Default: as stored, else 1."
+        ),
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     port: Annotated[
         int | None,
@@ -47,7 +52,9 @@ def up(
         if all(s.alive for s in cluster.status()) and cluster.nodes:
             typer.echo(f"Kafka already running in {cluster.data_dir}", err=True)
         else:
-            typer.echo(f"Starting {nodes}-node Kafka in {cluster.data_dir} ...", err=True)
+            typer.echo(
+                f"Starting {cluster.nodes_count}-node Kafka in {cluster.data_dir} ...", err=True
+            )
             cluster.start()
             runtime = cluster.runtime
             assert runtime is not None

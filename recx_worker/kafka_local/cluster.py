@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,6 +93,9 @@ class LocalKafka:
 
     Node ids are 1..nodes and equal the broker ids clients see in metadata, so
     ``stop_node(cluster.leader_of(topic, 0))`` stops that partition's leader.
+    ``detach=False`` (the default, for tests): brokers get SIGTERM when the thread that
+    started them exits, so call ``start``/``start_node`` from a long-lived (main) thread.
+    ``detach=True`` (``recx kafka up``): brokers outlive the starting process.
     """
 
     def __init__(
@@ -277,9 +281,14 @@ class LocalKafka:
                     "port, or stop what uses it."
                 )
         (node.directory / "logs").mkdir(parents=True, exist_ok=True)
+        cmd = self._java(node, "kafka.Kafka", str(node.config_file))
+        if not self.detach and shutil.which("setpriv"):
+            # Attached brokers die with the Python process (thread) that started them, so a
+            # killed test run leaves no orphan JVMs behind.
+            cmd = ["setpriv", "--pdeathsig", "TERM", *cmd]
         with open(node.directory / "stdout.log", "ab") as out:
             proc = subprocess.Popen(
-                self._java(node, "kafka.Kafka", str(node.config_file)),
+                cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -410,6 +419,7 @@ class LocalKafka:
         client = KafkaAdminClient(
             bootstrap_servers=(bootstrap or self.bootstrap).split(","),
             request_timeout_ms=10_000,
+            bootstrap_timeout_ms=10_000,
             client_id="recx-kafka-local",
         )
         try:

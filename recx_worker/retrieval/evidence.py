@@ -20,6 +20,9 @@ from recx_worker.retrieval.index import ItemIndex, build_item_index, data_checks
 
 log = logging.getLogger(__name__)
 
+_History = tuple[list[str], np.ndarray, list[float | None]]
+_EMPTY: _History = ([], np.zeros(0, dtype=np.int64), [])
+
 ITEM_FEATURES = 8
 SUPPORT_FEATURES = 5
 USER_FEATURES = 5
@@ -53,10 +56,10 @@ class EvidenceStore:
         self._item_feature_sets = {i: frozenset(p.feature_names()) for i, p in profiles.items()}
         self._support_features = {i: f[:SUPPORT_FEATURES] for i, f in self._item_features.items()}
         self._snippets = {i: (p.snippets[0] if p.snippets else None) for i, p in profiles.items()}
-        self._histories: dict[str, list[tuple[str, float | None]]] = {}
+        self._histories: dict[str, _History] = {}
         self._user_features: dict[str, list[str]] = {}
         for user_id, history in data.user_histories.items():
-            self._histories[user_id] = [(h.item_id, h.rating) for h in history.items]
+            self._histories[user_id] = self._known([(h.item_id, h.rating) for h in history.items])
             self._user_features[user_id] = [f.feature for f in history.features]
 
     @classmethod
@@ -89,16 +92,18 @@ class EvidenceStore:
     def knows_item(self, item_id: str) -> bool:
         return item_id in self._item_features
 
-    def _history(
-        self, user_id: str, history: Iterable[HistoryEntry] | None
-    ) -> list[tuple[str, float | None]]:
+    def _known(self, pairs: Iterable[tuple[str, float | None]]) -> _History:
+        """(item ids, their vector rows, ratings) of the catalog items among ``pairs``; the
+        latest rating wins for repeated items."""
+        merged = {item: rating for item, rating in pairs if item in self._item_features}
+        ids = list(merged)
+        rows = np.fromiter((self._rows[i] for i in ids), dtype=np.int64, count=len(ids))
+        return ids, rows, list(merged.values())
+
+    def _history(self, user_id: str, history: Iterable[HistoryEntry] | None) -> _History:
         if not history:  # None or an event without history: the user's train history
-            return self._histories.get(user_id, [])
-        # Latest rating wins for repeated items.
-        merged: dict[str, float | None] = {}
-        for entry in history:
-            merged[entry.item_id] = entry.rating
-        return list(merged.items())
+            return self._histories.get(user_id, _EMPTY)
+        return self._known((entry.item_id, entry.rating) for entry in history)
 
     def evidence(
         self,
@@ -113,32 +118,27 @@ class EvidenceStore:
         row = self._rows.get(item_id)
         if row is None or item_id not in self._item_features:
             raise UnknownItemError(item_id)
-        candidates = [
-            (hist_item, rating)
-            for hist_item, rating in self._history(user_id, history)
-            if hist_item != item_id
-            and hist_item in self._item_features
-            and (not exclude_items or hist_item not in exclude_items)
-        ]
+        ids, rows, ratings = self._history(user_id, history)
         supporting: list[SupportingItem] = []
-        if candidates and k > 0:
-            rows = [self._rows[c[0]] for c in candidates]
-            sims = self._vectors[rows] @ self._vectors[row]
-            top = np.argsort(-sims, kind="stable")[:k]
-            # model_construct: the values are built here with the right types; skipping
-            # validation keeps this hot path fast. Lists are copied so callers may mutate them.
+        if len(ids) and k > 0:
+            keep = rows != row  # never the recommended item itself
+            if exclude_items:
+                keep &= np.fromiter((i not in exclude_items for i in ids), bool, len(ids))
+            picked = np.flatnonzero(keep)
+            sims = self._vectors[rows[picked]] @ self._vectors[row]
+            order = np.argsort(-sims, kind="stable")[:k]
             supporting = [
-                SupportingItem.model_construct(
-                    item_id=candidates[j][0],
+                SupportingItem(
+                    item_id=ids[picked[j]],
                     similarity=round(float(sims[j]), 4),
-                    rating=candidates[j][1],
-                    features=list(self._support_features[candidates[j][0]]),
+                    rating=ratings[picked[j]],
+                    features=self._support_features[ids[picked[j]]],
                 )
-                for j in top
+                for j in order
             ]
         has = self._item_feature_sets[item_id]
         user_features = [f for f in self._user_features.get(user_id, ()) if f in has]
-        return Evidence.model_construct(
+        return Evidence(
             supporting_items=supporting,
             item_features=list(self._item_features[item_id]),
             item_snippet=self._snippets[item_id],

@@ -1,9 +1,9 @@
 """``recx bench worker``: worker throughput and end-to-end latency against the ceiling.
 
-For each worker count: fresh topics; the workers start and join the group; then
+For each worker count: fresh topics, then
 1. throughput: ``events`` recommendation events (from the prepared test split, with the
-   users' histories) are published at once; events/s = events / (last output appended -
-   first event published);
+   users' histories) are written first; the workers start and drain that backlog;
+   events/s = events / (last output appended - first output appended);
 2. latency: events are published at a steady rate (``load`` x the measured throughput) and
    end-to-end latency = output appended by the broker (the output topic uses
    ``LogAppendTime``; the broker acknowledges right after) - event record timestamp.
@@ -114,15 +114,15 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
         ]
     )  # fmt: skip
     admin.close()
+    n = len(payloads)
+    # throughput: a backlog of every event, drained by processes started after it was written
+    _publish(bootstrap, topics["input"], payloads, rate=None)
     procs = [_start(mode, i, bootstrap, topics, run, kw) for i in range(count)]
     try:
-        _wait_assigned(procs, count)
-        # throughput: a backlog of every event at once
-        n = len(payloads)
-        first = _publish(bootstrap, topics["input"], payloads, rate=None)
-        appended = _collect(bootstrap, topics["output"], n, timeout_s=max(120, n / 50))
-        span = (max(appended.values()) - first) / 1000
-        throughput = n / span
+        appended = _collect(bootstrap, topics["output"], n, timeout_s=max(300, n / 20))
+        span = (max(appended.values()) - min(appended.values())) / 1000
+        throughput = (n - 1) / span
+        _wait_assigned(procs, bootstrap, f"{run}-group", count)
         # latency: a steady rate below the throughput just measured
         rate = throughput * kw["load"]
         k = max(int(rate * kw["latency_seconds"]), 100)
@@ -184,15 +184,30 @@ def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) 
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait_assigned(procs: list[Any], count: int, timeout_s: float = 120) -> None:
-    """Wait until the group has settled: give every process time to join and warm up."""
+def _wait_assigned(
+    procs: list[Any], bootstrap: str, group: str, count: int, timeout_s: float = 180
+) -> None:
+    """Wait until the group is stable with ``count`` members (all warmed up and assigned)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     deadline = time.monotonic() + timeout_s
-    time.sleep(3 + count)
-    for proc in procs:
-        if proc.poll() is not None:
-            raise RuntimeError(f"a benchmark process exited early (code {proc.returncode})")
-    if time.monotonic() > deadline:
-        raise RuntimeError("benchmark processes did not start in time")
+    try:
+        while time.monotonic() < deadline:
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a benchmark process exited early ({proc.returncode})")
+            desc = admin.describe_groups([group]).get(group) or {}
+            if (
+                str(desc.get("group_state", "")).lower() == "stable"
+                and len(desc.get("members") or []) == count
+            ):
+                time.sleep(1.0)
+                return
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    raise RuntimeError(f"the group {group} did not settle with {count} members")
 
 
 def _publish(

@@ -210,19 +210,15 @@ class Checkpoint:
         self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t0)
         return True
 
-    def abandon(self, batch: Batch, wait_s: float) -> bool:
-        """Stop ``batch`` unless it finishes within ``wait_s``; True if it was delivered.
+    def abandon(self, batch: Batch, lock_wait_s: float) -> bool:
+        """Stop ``batch``; True if it was delivered after all.
 
-        In exactly-once mode this waits for a transaction commit already under way, so a
-        batch is either committed (and reported delivered) or certainly aborted.
+        In exactly-once mode this first waits (up to ``lock_wait_s``) for a transaction
+        commit already under way, so the batch is either committed or certainly aborted.
         """
-        deadline = time.monotonic() + wait_s
-        while not batch.delivered and time.monotonic() < deadline:
-            time.sleep(0.01)
         if batch.delivered:
             return True
-        lock_wait = self.settings.produce_timeout_s * 2
-        if self.exactly_once and self._txn_lock.acquire(timeout=lock_wait):
+        if self.exactly_once and self._txn_lock.acquire(timeout=max(lock_wait_s, 0.0)):
             try:
                 batch.abandoned.set()
             finally:

@@ -60,6 +60,8 @@ def worker(
     ] = None,
 ) -> None:
     """Consume recommendation events, publish explanations, dead-letter bad input."""
+    from kafka.errors import KafkaError
+
     from recx_worker.logging_setup import configure_logging
     from recx_worker.plugins import UnknownExplainerError
     from recx_worker.worker.runner import Worker
@@ -101,6 +103,9 @@ def worker(
         return
     except ModuleNotFoundError as exc:
         _fail(f"cannot load plugin module: {exc}")
+        return
+    except KafkaError as exc:  # e.g. unreachable cluster, a setting the broker rejects
+        _fail(f"Kafka: {type(exc).__name__}: {exc}", code=1)
         return
     _exit_now_if_threads_linger(code)
     raise typer.Exit(code)

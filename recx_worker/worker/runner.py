@@ -475,8 +475,11 @@ class Worker:
                 if inflight.finished.is_set():
                     self._finish_batch_quietly()
                 else:
-                    self.checkpoint.abandon(inflight, 0.0)
-                    log.warning("shutdown_abandoned_batch", events=len(inflight.records))
+                    wait = max(deadline - time.monotonic() - 1, 0)
+                    if self.checkpoint.abandon(inflight, wait) and inflight.epoch == self._epoch:
+                        self._completed(inflight)  # its transaction committed meanwhile
+                    else:
+                        log.warning("shutdown_abandoned_batch", events=len(inflight.records))
                     self._inflight = None
         if not fatal and self.checkpoint is not None:
             self.checkpoint.commit()
