@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from recx_worker.data.dataset import ExplanationRecord
 from recx_worker.evaluation.baselines import MostFrequentExplanation
 from recx_worker.evaluation.runner import NO_ANSWER, RawRun, deliver, run_explainer
@@ -80,3 +82,23 @@ def test_deliver_falls_back_stage_by_stage_and_records_reasons():
         "error": 1,
         "guard: too short": 1,
     }
+
+
+def test_external_files_named_and_with_failures(tmp_path):
+    from recx_worker.evaluation.evaluate import parse_external, read_external
+
+    assert parse_external("prompt=runs/p.jsonl") == ("prompt", Path("runs/p.jsonl"))
+    assert parse_external("runs/peter.jsonl") == ("ext:peter", Path("runs/peter.jsonl"))
+    path = tmp_path / "out.jsonl"
+    path.write_text(
+        '{"id": "1", "text": "the tuner is fine"}\n'
+        '{"id": "2", "text": "", "error": "CleaningError: echoes the prompt"}\n',
+        encoding="utf-8",
+    )
+    records = [record(str(i), "A", "x") for i in (1, 2, 3)]
+    run, missing = read_external(path, records, "prompt")
+    assert run.name == "prompt" and missing == 1
+    assert run.texts == ["the tuner is fine", "", ""]
+    assert isinstance(run.outcomes[1], ExplainFailure)
+    assert run.outcomes[1].error_class == "CleaningError"
+    assert run.failures == 2

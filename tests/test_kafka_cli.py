@@ -120,3 +120,12 @@ def test_up_status_down_keeps_data_and_stops_only_its_pid(tmp_path) -> None:
         assert values == [b"kept"]
     finally:
         assert recx("kafka", "down", "--data-dir", data_dir).returncode == 0
+
+
+def test_broker_that_cannot_start_raises_with_its_log(tmp_path) -> None:
+    from recx_worker.kafka_local import KafkaSetupError, LocalKafka
+
+    cluster = LocalKafka(tmp_path / "k", jvm_opts="-XX:+NoSuchJvmFlag")
+    with pytest.raises(KafkaSetupError, match="NoSuchJvmFlag"):
+        cluster.start()
+    assert not any(node.alive for node in cluster.status())

@@ -49,7 +49,9 @@ def test_output_order_and_bounded_length(tiny):
     out = generator.generate(list(reversed(PROMPTS)), batch_size=2)
     assert out == list(reversed(generator.generate(PROMPTS, batch_size=3)))
     longer = Generator(model, tokenizer, GenerationConfig(max_new_tokens=8))
-    for short, long in zip(out, longer.generate(list(reversed(PROMPTS)), batch_size=2), strict=True):
+    for short, long in zip(
+        out, longer.generate(list(reversed(PROMPTS)), batch_size=2), strict=True
+    ):
         assert long.startswith(short) and len(long) > len(short)  # greedy: 5 tokens, then 3 more
     assert generator.generate([], batch_size=2) == []
 

@@ -93,9 +93,9 @@ def test_neighbours(store: EvidenceStore) -> None:
 def test_evidence_is_fast(store: EvidenceStore) -> None:
     user = _train_user_with(store)
     items = list(store.data.item_profiles)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to a busy shared machine
     n = 2000
     for i in range(n):
         store.evidence(user, items[i % len(items)])
-    rate = n / (time.perf_counter() - start)
-    assert rate > 1000, rate  # measured ~10,000/s on 2 shared cores; see the report
+    rate = n / (time.process_time() - start)
+    assert rate > 1000, rate  # measured ~12,000 calls per CPU-second; see `recx bench evidence`

@@ -44,8 +44,17 @@ def gpt2_dir(tmp_path_factory):
 def trained(gpt2_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     config = TrainConfig(
-        out_dir=root / "tiny-v1", work_dir=root / "work", base=str(gpt2_dir), epochs=2,
-        batch_size=4, lr=5e-3, rank=4, eval_every=2, patience=5, warmup_steps=1, threads=1,
+        out_dir=root / "tiny-v1",
+        work_dir=root / "work",
+        base=str(gpt2_dir),
+        epochs=2,
+        batch_size=4,
+        lr=5e-3,
+        rank=4,
+        eval_every=2,
+        patience=5,
+        warmup_steps=1,
+        threads=1,
     )
     result = train_lora(config, examples(12), examples(4), progress=False, log=lambda _: None)
     return config, result
@@ -72,7 +81,10 @@ def test_training_lowers_validation_loss_and_writes_a_manifest(trained):
     assert manifest["version"] == "tiny-v1"
     assert manifest["base_model"]["checksum"].startswith("sha256:")
     assert manifest["hyperparameters"]["rank"] == 4
-    assert manifest["lora"] == {"target_modules": ["c_attn", "c_proj", "c_fc"], "fan_in_fan_out": True}
+    assert manifest["lora"] == {
+        "target_modules": ["c_attn", "c_proj", "c_fc"],
+        "fan_in_fan_out": True,
+    }
     assert manifest["best_valid_loss"] == pytest.approx(result.best_valid_loss, abs=1e-3)
     assert {"device", "torch"} <= set(manifest["hardware"])
     assert (config.work_dir / "checkpoint" / "trainer_state.pt").exists()
@@ -119,9 +131,9 @@ def test_missing_adapter_fails_warm_up_clearly(tmp_path):
     from recx_worker.default_plugins.lora import LoraExplainer
 
     explainer = LoraExplainer(adapter_dir=tmp_path / "nope")
-    with pytest.raises(AdapterError, match="does not exist; train one with `recx train lora`"):
+    with pytest.raises(AdapterError, match=r"does not exist; train one with `recx train lora`"):
         explainer.warm_up()
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "adapter_config.json").write_text("{}")
-    with pytest.raises(AdapterError, match="lacks adapter_model.safetensors, manifest.json"):
+    with pytest.raises(AdapterError, match=r"lacks adapter_model\.safetensors, manifest\.json"):
         LoraExplainer(adapter_dir=tmp_path / "half").warm_up()

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 DATA_FILES = ("train.jsonl", "valid.jsonl", "item_profiles.json", "user_histories.json")
 
@@ -36,8 +36,12 @@ def _log(message: str) -> None:
 
 @app.command("lora")
 def lora(
-    data: Annotated[Path | None, typer.Option(help="Prepared data (default: paths.data_dir)")] = None,
-    index: Annotated[Path | None, typer.Option(help="Item index (default: paths.index_dir)")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared data (default: paths.data_dir)")
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="Item index (default: paths.index_dir)")
+    ] = None,
     base: Annotated[str, typer.Option(help="'smollm2' or a local HF causal-LM folder")] = "smollm2",
     out: Annotated[
         Path | None, typer.Option(help="Adapter directory (default: paths.adapter_dir)")
@@ -45,7 +49,9 @@ def lora(
     work: Annotated[
         Path | None, typer.Option(help="Checkpoints (default: var/train/<out name>)")
     ] = None,
-    max_train: Annotated[int | None, typer.Option(min=1, help="Sample this many train records")] = None,
+    max_train: Annotated[
+        int | None, typer.Option(min=1, help="Sample this many train records")
+    ] = None,
     max_valid: Annotated[int, typer.Option(min=1, help="Validation records for the loss")] = 160,
     epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
@@ -77,13 +83,13 @@ def lora(
     settings = load_settings()
     data_dir = data or settings.paths.data_dir
     out_dir = out or settings.paths.adapter_dir
-    work_dir = work or Path("var/train") / out_dir.name
-    if (work_dir / "checkpoint").exists() and not resume:
-        _fail(f"{work_dir} already holds a training run; pass --resume, or delete it to restart")
     try:
         prepared = PreparedData(data_dir)
     except FileNotFoundError as exc:
         _fail(str(exc))
+    work_dir = work or Path("var/train") / out_dir.name
+    if (work_dir / "checkpoint").exists() and not resume:
+        _fail(f"{work_dir} already holds a training run; pass --resume, or delete it to restart")
     _log(f"building examples from {data_dir}")
     store = EvidenceStore.open(data_dir, index or _existing(settings.paths.index_dir))
     train = build_examples(store, prepared, "train", limit=max_train, seed=seed)

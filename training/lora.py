@@ -76,7 +76,7 @@ def encode(tokenizer: Any, example: Example, config: TrainConfig) -> tuple[list[
     prompt = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
     target = tokenizer(" " + example.target, add_special_tokens=False)["input_ids"]
     prompt = prompt[-config.max_prompt_tokens :]
-    target = target[: config.max_target_tokens] + [tokenizer.eos_token_id]
+    target = [*target[: config.max_target_tokens], tokenizer.eos_token_id]
     return prompt + target, [IGNORE] * len(prompt) + target
 
 
@@ -176,7 +176,7 @@ def train_lora(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Fine-tune ``config.base`` with LoRA; writes the adapter and manifest to ``config.out_dir``."""
+    """Fine-tune ``config.base`` with LoRA; write the adapter + manifest to ``config.out_dir``."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from tqdm import tqdm
@@ -331,7 +331,11 @@ def train_lora(
         "version": out.name,
         "recx_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "base_model": {"name": config.base, "resolved": resolved.name, "checksum": resolved.checksum},
+        "base_model": {
+            "name": config.base,
+            "resolved": resolved.name,
+            "checksum": resolved.checksum,
+        },
         "lora": {"target_modules": targets, "fan_in_fan_out": fan_in_fan_out},
         "hyperparameters": config.hyperparameters(),
         "train_examples": len(train),

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from recx_worker.kafka_local import cds
 from recx_worker.kafka_local.jars import KafkaRuntime, KafkaSetupError, resolve_runtime
 from recx_worker.kafka_local.properties import NodeSpec, write_node_files
 
@@ -72,14 +73,20 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def _process_alive(pid: int, marker: str) -> bool:
     """True if ``pid`` runs and its command line contains ``marker`` (guards recycled pids)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return state != "Z" and marker in cmdline
+    return state != "Z" and marker in _cmdline(pid)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -241,9 +248,11 @@ class LocalKafka:
 
     def _java(self, node: NodeSpec, main: str, *args: str) -> list[str]:
         assert self.runtime is not None
+        record_cds = main == "kafka.Kafka" and node.node_id == 1
         return [
             self.runtime.java,
             *self.jvm_opts,
+            *cds.jvm_flags(self.runtime, node.directory, record=record_cds),
             f"-Dlog4j2.configurationFile={node.directory / 'log4j2.xml'}",
             f"-Dkafka.logs.dir={node.directory / 'logs'}",
             "-cp",
@@ -350,9 +359,14 @@ class LocalKafka:
                     os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for node_id, pid in pids.items():
-            while self.is_alive(node_id) and time.monotonic() < deadline:
+            # A JVM recording the class-data archive writes it after shutdown: allow for that.
+            recording = not kill and "ArchiveClassesAtExit" in _cmdline(pid)
+            node_deadline = deadline + (120 if recording else 0)
+            while self.is_alive(node_id) and time.monotonic() < node_deadline:
                 time.sleep(0.1)
+            clean = not kill
             if self.is_alive(node_id):
+                clean = False
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 while self.is_alive(node_id):
@@ -360,14 +374,32 @@ class LocalKafka:
             proc = self._procs.pop(node_id, None)
             if proc is not None:
                 proc.wait()
+            self._finish_cds(self.node(node_id), clean)
         for node_id in node_ids:
             self._pid_file(self.node(node_id)).unlink(missing_ok=True)
         if self.nodes:
             self._save_state()
 
+    def _finish_cds(self, node: NodeSpec, clean: bool) -> None:
+        recording = node.directory / cds.RECORDING
+        if not recording.exists():
+            return
+        if not clean:  # a killed JVM leaves no (or a partial) archive
+            recording.unlink(missing_ok=True)
+            return
+        try:
+            runtime = self.runtime or resolve_runtime(fetch=False)
+        except KafkaSetupError:
+            return
+        cds.adopt(runtime, node.directory)
+
     # -------------------------------------------------------------- readiness
     def _failure(self, node: NodeSpec, why: str) -> KafkaSetupError:
-        logs = _tail(node.directory / "stdout.log") or _tail(node.directory / "logs" / "server.log")
+        logs = "\n".join(
+            f"--- {path.name} (last lines)\n{text}"
+            for path in (node.directory / "stdout.log", node.directory / "logs" / "server.log")
+            if (text := _tail(path, 15))
+        )
         return KafkaSetupError(
             f"Kafka node {node.node_id} ({node.bootstrap}) {why}. Logs: {node.directory}\n{logs}"
         )

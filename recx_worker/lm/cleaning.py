@@ -17,7 +17,8 @@ MIN_WORDS = 3
 ECHO_NGRAM = 6
 
 _LABEL = re.compile(
-    rf"^\s*(?:{re.escape(ANSWER_CUE)}|explanation\s*:|answer\s*:|sure[,!.]?|here(?:'s| is)[^:]*:)\s*",
+    rf"^\s*(?:{re.escape(ANSWER_CUE)}|explanation\s*:|answer\s*:|sure[,!.]?"
+    r"|here(?:'s| is)[^:]*:)\s*",
     re.IGNORECASE,
 )
 _CONTROL = re.compile(r"<\|[^|>]*\|>.*", re.DOTALL)

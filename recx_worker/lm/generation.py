@@ -17,7 +17,7 @@ MAX_PROMPT_TOKENS = 512
 
 @dataclass(frozen=True, slots=True)
 class GenerationConfig:
-    """Decoding settings: greedy by default; ``num_beams`` > 1 for beam search, ``top_p`` to sample."""
+    """Decoding: greedy by default; ``num_beams`` > 1 for beam search, ``top_p`` to sample."""
 
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     num_beams: int = 1
@@ -110,7 +110,9 @@ class Generator:
             raise ValueError("batch_size must be >= 1")
         if not prompts:
             return []
-        lengths = [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        lengths = [
+            len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        ]
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         results: list[str] = [""] * len(prompts)
         for chunk in _chunks(order, batch_size):

@@ -253,9 +253,21 @@ class Worker:
             self._inflight = None
             if batch.fatal is not None:
                 raise batch.fatal
-            if batch.epoch != self._epoch or not batch.delivered:
+            if batch.epoch != self._epoch:
                 return  # its partitions were revoked meanwhile; the new owner redoes it
+            if not batch.delivered:
+                self._rewind(batch)
+                return
             self._completed(batch)
+
+    def _rewind(self, batch: Batch) -> None:
+        """A batch that failed for good (e.g. its transaction was fenced before our member
+        saw the rebalance): never let later events of its partitions commit past it; restart
+        those partitions at the committed offset (caller holds the lock)."""
+        partitions = {r.tp for r in batch.records} & self._owned
+        self._reposition |= partitions
+        self._buffer = collections.deque((t, r) for t, r in self._buffer if r.tp not in partitions)
+        log.warning("batch_not_delivered", partitions=_names(partitions), events=len(batch.records))
 
     def _completed(self, batch: Batch) -> None:
         """Account for a delivered batch (caller holds the lock)."""
