@@ -577,6 +577,7 @@ def summarize(
     malformed: list[Malformed],
     outcome: Outcome,
     wall_s: float,
+    startup_s: float | None = None,
 ) -> dict[str, Any]:
     latencies = list(outcome.latency_ms.values())
     worker_latencies = [e.latency_ms for e in outcome.explanations.values()]
@@ -611,6 +612,7 @@ def summarize(
         ],
         "valid_dead_lettered": len(valid_dead),
         "wall_s": round(wall_s, 1),
+        "startup_s": None if startup_s is None else round(startup_s, 1),
     }
     summary["ok"] = (
         explained == len(events) and all(ok for _, _, ok in dead_rows) and not valid_dead
@@ -643,7 +645,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         table.add_row(f"  {row['input']}", f"{reason}  {mark}")
     if summary["valid_dead_lettered"]:
         table.add_row("[red]valid events dead-lettered[/red]", str(summary["valid_dead_lettered"]))
-    table.add_row("wall time", f"{summary['wall_s']} s")
+    startup = summary.get("startup_s")
+    detail = f" ({startup} s until the workers were consuming)" if startup is not None else ""
+    table.add_row("wall time", f"{summary['wall_s']} s{detail}")
     console.print(table)
     verdict = "[bold green]OK[/bold green]" if summary["ok"] else "[bold red]FAILED[/bold red]"
     console.print(f"demo {verdict}")
@@ -699,7 +703,8 @@ def run_demo(
         pool.start(worker_env(settings, chain), free_ports(workers), logs)
         pool.wait_ready(timeout_s=300)
         wait_for_group(settings, pool, workers, timeout_s=60)
-        console.print(f"  {workers} workers consuming ({time.monotonic() - started:.0f} s so far)")
+        startup_s = time.monotonic() - started
+        console.print(f"  {workers} workers consuming ({startup_s:.0f} s so far)")
         consumer = open_consumer(settings)
         stack.callback(consumer.close)
         console.print(
@@ -708,7 +713,7 @@ def run_demo(
         )
         sent_at = publish(settings, valid, malformed, rate)
         outcome = collect(settings, sent_at, malformed, pool, consumer, timeout_s)
-    return summarize(valid, malformed, outcome, time.monotonic() - started)
+    return summarize(valid, malformed, outcome, time.monotonic() - started, startup_s)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
