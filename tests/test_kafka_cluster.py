@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -45,6 +46,15 @@ class SteadyProducer(threading.Thread):
         self.producer.close()
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.25)
+    return False
+
+
 def read_all(bootstrap: str, topic: str, partitions: int) -> list[int]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
     tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -69,22 +79,26 @@ def test_leader_loss_while_producing_loses_no_acked_message(kafka_cluster, make_
 
     producer = SteadyProducer(kafka_cluster.bootstrap, topic)
     producer.start()
-    time.sleep(2)
-    assert producer.acked, "nothing acknowledged before the fault"
-    kafka_cluster.stop_node(leader, kill=True)  # a crash: no controlled shutdown
-    killed_at = time.monotonic()
-    survivors = [n for n in (1, 2, 3) if n != leader]
-    new_leader = None
-    while time.monotonic() - killed_at < 45:
-        try:
-            new_leader = kafka_cluster.leader_of(topic, 0)
-        except Exception:  # the broker we asked may have been the one we killed
-            new_leader = None
-        if new_leader in survivors and any(t > killed_at + 1 for t in producer.acked.values()):
-            break
-        time.sleep(0.5)
-    time.sleep(2)  # keep producing a little under the new leader
-    producer.finish()
+    try:
+        assert wait_for(lambda: len(producer.acked) >= 100, 60), "nothing acked before the fault"
+        kafka_cluster.stop_node(leader, kill=True)  # a crash: no controlled shutdown
+        killed_at = time.monotonic()
+        survivors = [n for n in (1, 2, 3) if n != leader]
+
+        def failed_over() -> bool:
+            try:
+                new_leader = kafka_cluster.leader_of(topic, 0)
+            except Exception:  # the broker we asked may be the one we killed
+                return False
+            return new_leader in survivors and any(
+                t > killed_at + 1 for t in list(producer.acked.values())
+            )
+
+        assert wait_for(failed_over, 60), "no new leader, or production did not resume"
+        time.sleep(2)  # keep producing a little under the new leader
+    finally:
+        producer.finish()
+    new_leader = kafka_cluster.leader_of(topic, 0)
 
     assert new_leader in survivors, f"partition 0 still led by {new_leader}"
     after_fault = [n for n, t in producer.acked.items() if t > killed_at + 1]

@@ -8,7 +8,9 @@ from recx_worker.events import Evidence, SupportingItem
 from recx_worker.lm.cleaning import CleaningError, clean_explanation, first_sentence
 from recx_worker.lm.prompting import (
     ANSWER_CUE,
+    FewShot,
     chat_messages,
+    focus_feature,
     is_instruction_like,
     lm_input,
     render_context,
@@ -39,6 +41,19 @@ def test_render_context_lists_facts_and_quotes_the_snippet():
         'A reviewer wrote: "The display is bright and easy to read."',
     ]
     assert lm_input(evidence()).endswith("\n" + ANSWER_CUE)
+
+
+def test_chat_prompt_asks_about_the_feature_the_shopper_cares_about():
+    shot = FewShot(Evidence(item_features=["strings"]), "strings", "the strings sound great")
+    messages = chat_messages(evidence(), max_words=20, examples=[shot])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"].endswith(
+        "about the product's strings. Do not mention other features."
+    )
+    assert messages[2]["content"] == "the strings sound great"
+    assert "(at most 20 words) about the product's display." in messages[3]["content"]
+    assert focus_feature(Evidence(item_features=["tuner"])) == "tuner"
+    assert focus_feature(Evidence()) is None
 
 
 def test_render_context_without_facts():
@@ -88,7 +103,7 @@ def test_clean_rejects_injection_echo_and_short_text():
     with pytest.raises(CleaningError, match="instruction"):
         clean_explanation("BUY NOW and save big on this tuner", 25)
     with pytest.raises(CleaningError, match="echoes"):
-        clean_explanation("Write one short sentence at most 25 words saying why", 25)
+        clean_explanation("Write one short review sentence at most 25 words about it", 25)
     with pytest.raises(CleaningError, match="short"):
         clean_explanation("great.", 25)
 

@@ -17,7 +17,7 @@ from recx_worker.hookspecs import hookimpl
 from recx_worker.lm.device import DeviceChoice
 from recx_worker.lm.explainers import LMExplainer
 from recx_worker.lm.loading import load_causal_lm
-from recx_worker.lm.prompting import FewShot, chat_messages, render_context
+from recx_worker.lm.prompting import FewShot, chat_messages
 
 FEW_SHOT_MAX_WORDS = 20
 
@@ -44,16 +44,16 @@ class PromptExplainer(LMExplainer):
         return model, tokenizer
 
     @cached_property
-    def _train_by_item(self) -> dict[str, list[str]]:
-        """Short training explanations per item (for few-shot examples)."""
+    def _train_by_item(self) -> dict[str, list[tuple[str, str]]]:
+        """Short training (feature, explanation) pairs per item, for few-shot examples."""
         from recx_worker.data.dataset import PreparedData
 
         if self.settings is None:
             return {}
-        by_item: dict[str, list[str]] = defaultdict(list)
+        by_item: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for record in PreparedData(self.settings.paths.data_dir).split("train"):
             if len(record.explanation.split()) <= FEW_SHOT_MAX_WORDS:
-                by_item[record.item_id].append(record.explanation.strip())
+                by_item[record.item_id].append((record.feature, record.explanation.strip()))
         return dict(by_item)
 
     def examples(self, request: ExplainRequest) -> list[FewShot]:
@@ -67,12 +67,14 @@ class PromptExplainer(LMExplainer):
         shots: list[FewShot] = []
         for neighbour in neighbours:
             item_id = neighbour[0] if isinstance(neighbour, tuple | list) else neighbour
-            texts = self._train_by_item.get(item_id)
-            if not texts:
+            pairs = self._train_by_item.get(item_id)
+            if not pairs:
                 continue
+            feature, explanation = pairs[0]
             evidence = self.store.evidence("", item_id, history=None, k=0)
-            context = render_context(Evidence(item_features=evidence.item_features))
-            shots.append(FewShot(context, texts[0]))
+            shots.append(
+                FewShot(Evidence(item_features=evidence.item_features), feature, explanation)
+            )
             if len(shots) == self.few_shot:
                 break
         return shots

@@ -150,6 +150,7 @@ class Checkpoint:
                     return False
                 try:
                     self.producer.begin_transaction()
+                    self._forget_stale_txn_offsets()
                     futures = [self._send(out) for out in batch.outputs]
                     self.producer.flush(timeout=self.settings.produce_timeout_s)
                     for future in futures:
@@ -177,6 +178,19 @@ class Checkpoint:
             self.producer.abort_transaction()
         except KafkaError as exc:
             raise FatalDeliveryError(f"cannot abort the transaction: {exc!r}") from exc
+        self._forget_stale_txn_offsets()
+
+    def _forget_stale_txn_offsets(self) -> None:
+        """Work around kafka-python 3.0.12: offsets of a rejected TxnOffsetCommit (e.g.
+        IllegalGeneration) stay in the transaction manager's pending map and are sent again
+        with the *next* transaction's offsets, committing past events whose outputs were
+        aborted. No offset commit is pending between transactions, so the map must be empty.
+        """
+        manager = getattr(self.producer, "_transaction_manager", None)
+        pending = getattr(manager, "_pending_txn_offset_commits", None)
+        if isinstance(pending, dict) and pending:
+            log.warning("stale_txn_offsets_dropped", partitions=len(pending))
+            pending.clear()
 
     # -- polling thread ----------------------------------------------------------------
     def consumed(self, records: list[InRecord]) -> None:

@@ -113,16 +113,16 @@ def replay(
             consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s
         done_offsets: dict[TopicPartition, int] = {}
-        while not _caught_up(consumer, tps, ends):
+        full = False  # --limit reached: stop, so --group resumes after the last replayed
+        while not full and not _caught_up(consumer, tps, ends):
             if time.monotonic() > deadline:
                 raise ReplayError(f"timed out after {timeout_s:.0f} s reading {kafka.dlq_topic}")
             for tp, records in consumer.poll(timeout_ms=500).items():
                 for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
+                    full = limit is not None and stats.republished >= limit
+                    if full or record.offset >= ends[tp]:
+                        break
                     done_offsets[tp] = record.offset + 1
-                    if limit is not None and stats.republished >= limit:
-                        continue
                     _one(record, flt, producer, kafka.input_topic, to_topic, stats, dry_run)
         if producer is not None:
             producer.flush()
