@@ -76,6 +76,7 @@ def test_eval_writes_report_with_sane_metrics(small, tmp_path):
         assert 0 < m["fcr"] <= 1 and m["div"] >= 0
     assert template["raw"]["grounding_rate"] == 1.0  # the template only states evidence
     assert template["delivered"]["stage_share"] == {"template": 1.0}
+    assert doc["delivered_all_grounded"] is True
 
     oracle = doc["results"]["ext:oracle"]["raw"]
     assert oracle["missing_texts"] == 1 and oracle["failure_rate"] == pytest.approx(1 / n)

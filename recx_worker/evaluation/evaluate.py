@@ -265,6 +265,9 @@ def run_eval(cfg: EvalConfig) -> dict:
             "command": cfg.command,
         },
         "results": results,
+        "delivered_all_grounded": all(
+            m["delivered"]["grounding_rate"] == 1.0 for m in results.values()
+        ),
         "unavailable": unavailable,
     }
     _write(cfg, doc, ctx, records, texts, stages)

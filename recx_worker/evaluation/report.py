@@ -64,7 +64,10 @@ def markdown_tables(doc: dict) -> str:
         "template explainer (what users see). FCR: distinct generated features / "
         f"{meta['fcr_denominators']['dataset']} features occurring in the data set's records; "
         f"FCR (lex): / {meta['fcr_denominators']['lexicon']} lexicon features. "
-        "USR, FMR, FCR, DIV, Grounded are ratios; BLEU/ROUGE x100; Len in tokens.",
+        "USR, FMR, FCR, DIV, Grounded are ratios; BLEU/ROUGE x100; Len in tokens. "
+        "Generated texts are never truncated; a failed generation scores as an empty text. "
+        "Grounded: mentions only features of the item's profile or of its evidence "
+        "(delivered must be 1.000).",
         "",
     ]
     lines += _table(results, HEADLINE_COLUMNS, lambda m: m)
