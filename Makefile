@@ -16,7 +16,7 @@ kafka-jars:
 	  rt = r(); print(f'Kafka {rt.version} jars: {rt.libs}')"
 
 # pytest exits 5 when it collects no tests: that fails too, with a message.
-test:
+test: setup
 	@$(VENV)/bin/pytest tests --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; fi; exit $$rc
 
@@ -24,5 +24,5 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-demo:
+demo: setup
 	$(VENV)/bin/python -m recx_worker.demo
