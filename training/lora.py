@@ -146,6 +146,33 @@ def evaluate(model: Any, rows: Sequence, batch_size: int, pad_id: int, device: s
     return total / max(count, 1)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where available)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str) -> dict[str, Any]:
+    """What the training ran on, for the manifest."""
+    import os
+
+    import torch
+
+    return {
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
 def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     def schedule(step: int) -> float:
         if step < warmup:
@@ -348,12 +375,7 @@ def train_lora(
         "stopped": stopped,
         "history": history,
         "training_seconds": round(seconds, 1),
-        "hardware": {
-            "device": device.describe(),
-            "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-        },
+        "hardware": hardware(device.describe()),
     } | (manifest_extra or {})
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return TrainResult(out, step, best_step, best_loss, running, seconds, stopped, history)
