@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+# The file given to load_settings() for this call only (the environment is left alone).
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("recx_config_file", default=None)
 
 DEFAULT_RAW_DATA = Path("../shared/data/amazon-2014-musical-instruments-5core")
 CACHE_HOME = Path(os.environ.get("RECX_CACHE_HOME", Path.home() / ".cache" / "recx"))
@@ -154,14 +158,18 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("RECX_CONFIG")
+        config_file = _CONFIG_FILE.get() or os.environ.get("RECX_CONFIG")
         if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"config file {config_file} does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config_file`` (or ``RECX_CONFIG``), the environment and ``overrides``."""
-    if config_file is not None:
-        os.environ["RECX_CONFIG"] = str(config_file)
-    return Settings(**overrides)
+    token = _CONFIG_FILE.set(str(config_file) if config_file is not None else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE.reset(token)
