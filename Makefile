@@ -25,4 +25,4 @@ lint:
 	$(VENV)/bin/ruff format --check .
 
 demo: setup
-	$(VENV)/bin/python -m recx_worker.demo
+	$(VENV)/bin/python -m recx_worker.demo $(ARGS)

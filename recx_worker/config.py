@@ -109,8 +109,6 @@ class WorkerSettings(BaseModel):
     grace_period_s: float = Field(
         30.0, gt=0, description="SIGTERM/SIGINT: time to finish in-flight work and commit"
     )
-    max_message_bytes: int = Field(64 * 1024, ge=1, description="Larger inputs are dead-lettered")
-    max_history: int = Field(50, ge=0, description="Longer histories are dead-lettered")
     produce_timeout_s: float = Field(
         30.0, gt=0, description="Wait for the broker's acknowledgement before retrying a send"
     )

@@ -51,7 +51,8 @@ def settings(tmp_path_factory) -> Settings:
         paths={"data_dir": data, "index_dir": index},
         chain={"explainers": ["template"]},
         kafka={"input_topic": "recs", "output_topic": "expl", "dlq_topic": "recs.dlq"},
-        worker={"worker_id": "unit", "max_history": 3},
+        worker={"worker_id": "unit"},
+        validation={"max_history": 3},
     )
 
 

@@ -129,7 +129,7 @@ class Pipeline:
     def _validate(self, value: bytes | None) -> Any:
         from recx_worker.validation import validate_recommendation
 
-        cfg = self.settings.worker
+        cfg = self.settings.validation
         return validate_recommendation(
             value or b"", max_bytes=cfg.max_message_bytes, max_history=cfg.max_history
         )
