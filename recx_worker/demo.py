@@ -728,7 +728,9 @@ def main(
     ),
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the input topic")] = 4,
     rate: Annotated[float, typer.Option(help="Events per second (0: all at once)")] = 0.0,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for all results")] = 600.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for all results after publishing")
+    ] = 1800.0,
     keep_kafka: Annotated[bool, typer.Option(help="Leave the local Kafka running")] = False,
     bootstrap: Annotated[
         str | None, typer.Option(help="Use this Kafka instead of starting one (own topics)")

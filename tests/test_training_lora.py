@@ -137,3 +137,18 @@ def test_missing_adapter_fails_warm_up_clearly(tmp_path):
     (tmp_path / "half" / "adapter_config.json").write_text("{}")
     with pytest.raises(AdapterError, match=r"lacks adapter_model\.safetensors, manifest\.json"):
         LoraExplainer(adapter_dir=tmp_path / "half").warm_up()
+
+
+def test_lora_prompt_leads_with_the_items_top_feature(tmp_path):
+    from recx_worker.default_plugins.lora import LoraExplainer
+
+    req = request()
+    req.evidence.user_features = ["strings"]
+    item = LoraExplainer(adapter_dir=tmp_path)
+    assert item.answer_prefixes([req]) == ["The tuner"]
+    assert item.render_prompts([req])[0] == lm_input(req.evidence) + " The tuner"
+    focus = LoraExplainer(adapter_dir=tmp_path, lead_feature="focus")
+    assert focus.answer_prefixes([req]) == ["The strings"]
+    assert LoraExplainer(adapter_dir=tmp_path, lead_feature="none").answer_prefixes([req]) == [""]
+    with pytest.raises(ValueError, match="lead_feature"):
+        LoraExplainer(adapter_dir=tmp_path, lead_feature="first")

@@ -11,14 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from recx_worker.events import Evidence
 from recx_worker.explainer import ExplainRequest
 from recx_worker.hookspecs import hookimpl
 from recx_worker.lm.adapter import load_merged
 from recx_worker.lm.device import DeviceChoice
 from recx_worker.lm.explainers import LMExplainer
-from recx_worker.lm.prompting import lm_input
+from recx_worker.lm.prompting import focus_feature, lm_input
 
 DEFAULT_ADAPTER = Path("adapters/smollm2-musical-v1")
+LEAD_CHOICES = ("focus", "item", "none")
 
 
 class LoraExplainer(LMExplainer):
@@ -27,7 +29,9 @@ class LoraExplainer(LMExplainer):
     name: ClassVar[str] = "lora"
     version: ClassVar[str] = "1.0.0"
 
-    def __init__(self, *, adapter_dir: str | Path | None = None, **options: Any) -> None:
+    def __init__(
+        self, *, adapter_dir: str | Path | None = None, lead_feature: str = "item", **options: Any
+    ) -> None:
         base = options.pop("base", None)
         super().__init__(**options)
         self.base_override = base
@@ -35,6 +39,9 @@ class LoraExplainer(LMExplainer):
         if adapter_dir is None:
             adapter_dir = settings.paths.adapter_dir if settings is not None else DEFAULT_ADAPTER
         self.adapter_dir = Path(adapter_dir)
+        if lead_feature not in LEAD_CHOICES:
+            raise ValueError(f"lead_feature must be one of {', '.join(LEAD_CHOICES)}")
+        self.lead_feature = lead_feature
         self.manifest: dict[str, Any] | None = None
 
     def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
@@ -46,8 +53,28 @@ class LoraExplainer(LMExplainer):
         self.adapter_version = str(manifest["version"])
         return model, tokenizer
 
+    def answer_prefixes(self, requests: list[ExplainRequest]) -> list[str]:
+        """The answer's forced start: "The <feature>" with the feature the shopper cares about
+        (``lead_feature="focus"``) or the item's most mentioned one (``"item"``); none for
+        ``"none"``."""
+        if self.lead_feature == "none":
+            return [""] * len(requests)
+        out = []
+        for request in requests:
+            evidence = request.evidence
+            if self.lead_feature == "item":
+                feature = focus_feature(Evidence(item_features=evidence.item_features))
+            else:
+                feature = focus_feature(evidence)
+            out.append(f"The {feature}" if feature else "")
+        return out
+
     def render_prompts(self, requests: list[ExplainRequest]) -> list[str]:
-        return [lm_input(r.evidence) for r in requests]
+        prefixes = self.answer_prefixes(requests)
+        return [
+            lm_input(r.evidence) + (f" {p}" if p else "")
+            for r, p in zip(requests, prefixes, strict=True)
+        ]
 
 
 @hookimpl

@@ -77,6 +77,10 @@ class LMExplainer(BaseExplainer):
         """The exact text each request's generation continues."""
         raise NotImplementedError
 
+    def answer_prefixes(self, requests: list[ExplainRequest]) -> list[str]:
+        """Text each prompt already ends with that belongs to the answer (default none)."""
+        return [""] * len(requests)
+
     # -- explainer contract -----------------------------------------------------------------
     def warm_up(self) -> None:
         if self.generator is not None:
@@ -99,10 +103,11 @@ class LMExplainer(BaseExplainer):
         self.warm_up()
         prompts = self.render_prompts(requests)
         raws = self.raw_generate(prompts)
+        prefixes = self.answer_prefixes(requests)
         outcomes: list[Outcome] = []
-        for request, prompt, raw in zip(requests, prompts, raws, strict=True):
+        for request, prompt, prefix, raw in zip(requests, prompts, prefixes, raws, strict=True):
             try:
-                text = clean_explanation(raw, request.max_words, prompt)
+                text = clean_explanation(prefix + raw, request.max_words, prompt)
             except CleaningError as exc:
                 outcomes.append(ExplainFailure.from_exception(exc))
                 continue
