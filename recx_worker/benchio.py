@@ -28,7 +28,7 @@ def hardware() -> dict[str, Any]:
 def report(
     name: str, rows: list[dict[str, Any]], out: Path | None = None, **meta: Any
 ) -> dict[str, Any]:
-    """Print ``rows`` as a table titled ``name`` and write them (plus ``meta``) as JSON to ``out``."""
+    """Print ``rows`` as a table titled ``name``; write them (plus ``meta``) as JSON to ``out``."""
     table = Table(title=f"recx bench {name}")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     for col in columns:

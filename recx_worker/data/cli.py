@@ -68,20 +68,25 @@ def prepare(
         bool, typer.Option("--auto-lexicon", help="Build the lexicon from the reviews")
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="amazon | generic | auto")] = "auto",
-    out: Annotated[Path, typer.Option(help="Output directory")] = Path("var/data/musical"),
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default: paths.data_dir)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Split seed")] = 42,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Reviews -> explanation records, a seeded 8:1:1 split, item profiles, user histories."""
+    from recx_worker.config import load_settings
     from recx_worker.data.prepare import prepare as run
     from recx_worker.data.readers import DataInputError
 
     if fmt not in ("amazon", "generic", "auto"):
         _fail(f"--format must be amazon, generic or auto, not {fmt!r}")
+    paths = load_settings().paths
+    out = out or paths.data_dir
     if reviews is None:
-        reviews = DEFAULT_RAW_DATA / REVIEWS_FILE
+        reviews = paths.raw_data / REVIEWS_FILE
         if features is None and not auto_lexicon:
-            features = DEFAULT_RAW_DATA / FEATURES_FILE
+            features = paths.raw_data / FEATURES_FILE
     if auto_lexicon:
         features = None
     try:

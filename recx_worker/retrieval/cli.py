@@ -12,8 +12,16 @@ from rich.table import Table
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 
-DATA = Path("var/data/musical")
-INDEX = Path("var/index/musical")
+DATA_HELP = "Prepared-data directory (default: paths.data_dir)"
+INDEX_HELP = "Index directory (default: paths.index_dir)"
+
+
+def _paths(data: Path | None, index: Path | None) -> tuple[Path, Path]:
+    """The given directories, else the configured ones (RECX_PATHS__* / TOML)."""
+    from recx_worker.config import load_settings
+
+    paths = load_settings().paths
+    return data or paths.data_dir, index or paths.index_dir
 
 
 def _fail(message: str) -> None:
@@ -23,8 +31,8 @@ def _fail(message: str) -> None:
 
 @app.command()
 def build(
-    data: Annotated[Path, typer.Option(help="Prepared-data directory")] = DATA,
-    out: Annotated[Path, typer.Option(help="Index directory")] = INDEX,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
+    out: Annotated[Path | None, typer.Option(help=INDEX_HELP)] = None,
     index_type: Annotated[
         str, typer.Option("--type", help="auto | flat | ivf | hnsw (auto: by catalog size)")
     ] = "auto",
@@ -37,6 +45,7 @@ def build(
 
     if index_type not in ("auto", "flat", "ivf", "hnsw"):
         _fail(f"--type must be auto, flat, ivf or hnsw, not {index_type!r}")
+    data, out = _paths(data, out)
     try:
         prepared = PreparedData(data)
         index = build_item_index(prepared, default_embedder(), index_type, progress=progress)  # type: ignore[arg-type]
@@ -55,10 +64,11 @@ def build(
 def query(
     item: Annotated[str, typer.Option(help="Item id")],
     k: Annotated[int, typer.Option(help="Number of neighbours")] = 5,
-    data: Annotated[Path, typer.Option(help="Prepared-data directory")] = DATA,
-    index: Annotated[Path, typer.Option(help="Index directory")] = INDEX,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
+    index: Annotated[Path | None, typer.Option(help=INDEX_HELP)] = None,
 ) -> None:
     """Print the nearest items to ``--item`` with their similarity and top features."""
+    data, index = _paths(data, index)
     from recx_worker.data.dataset import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore, UnknownItemError
     from recx_worker.retrieval.index import IndexError_, ItemIndex
@@ -116,8 +126,8 @@ def register_bench(bench_app: typer.Typer) -> None:
 
     @bench_app.command("evidence")
     def bench_evidence(
-        data: Annotated[Path, typer.Option(help="Prepared-data directory")] = DATA,
-        index: Annotated[Path, typer.Option(help="Index directory")] = INDEX,
+        data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
+        index: Annotated[Path | None, typer.Option(help=INDEX_HELP)] = None,
         calls: Annotated[int, typer.Option(help="Number of evidence calls")] = 20_000,
         k: Annotated[int, typer.Option(help="Supporting items per call")] = 3,
         out: Annotated[Path | None, typer.Option(help="Write the JSON report here")] = Path(
@@ -130,6 +140,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         from recx_worker.retrieval.evidence import EvidenceStore
         from recx_worker.retrieval.index import IndexError_
 
+        data, index = _paths(data, index)
         try:
             store = EvidenceStore.open(data, index)
         except (FileNotFoundError, IndexError_, ValueError) as exc:
