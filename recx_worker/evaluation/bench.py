@@ -10,6 +10,7 @@ whole batch). Tokens are the generated texts' token counts. Peak memory is the p
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -129,6 +130,16 @@ def measure(
     }
 
 
+def _progress(row: dict[str, Any]) -> None:
+    """One line per finished configuration on stderr (long CPU runs show partial results)."""
+    print(
+        f"{row['explainer']} {row['mode']} batch={row['batch']}: {row['expl_per_s']:.3f} expl/s, "
+        f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def bench_subject(
     subject: Subject, batch_sizes: list[int], naive: bool, device: str
 ) -> list[dict[str, Any]]:
@@ -144,6 +155,7 @@ def bench_subject(
     if naive:
         row = measure(subject, [[i] for i in range(n)], gen.generate_one_by_one, device)
         rows.append({"explainer": subject.name, "mode": "naive generate()", "batch": 1} | row)
+        _progress(rows[-1])
     for size in batch_sizes:
         calls = [order[s : s + size] for s in range(0, n, size)]
 
@@ -152,6 +164,7 @@ def bench_subject(
 
         row = measure(subject, calls, batched, device)
         rows.append({"explainer": subject.name, "mode": "batched", "batch": size} | row)
+        _progress(rows[-1])
     if naive:
         base = rows[0]["expl_per_s"]
         for row in rows:

@@ -108,7 +108,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         noise: Annotated[float, typer.Option(help="Cluster spread (higher = harder)")] = 1.0,
         seed: Annotated[int, typer.Option(help="Random seed")] = 42,
         out: Annotated[Path | None, typer.Option(help="Write the JSON report here")] = Path(
-            "reports/latest/bench_index.json"
+            "reports/bench/index.json"
         ),
     ) -> None:
         """Build + query an n x dim synthetic index: build time, memory, queries/s, recall@k."""
@@ -131,7 +131,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         calls: Annotated[int, typer.Option(help="Number of evidence calls")] = 20_000,
         k: Annotated[int, typer.Option(help="Supporting items per call")] = 3,
         out: Annotated[Path | None, typer.Option(help="Write the JSON report here")] = Path(
-            "reports/latest/bench_evidence.json"
+            "reports/bench/evidence.json"
         ),
     ) -> None:
         """Evidence API calls/s and latency (single thread) over the test split's pairs."""

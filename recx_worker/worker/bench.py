@@ -44,7 +44,7 @@ def bench_worker(
     ] = None,
     data: Annotated[Path | None, typer.Option(help="Prepared data (default: settings)")] = None,
     index: Annotated[Path | None, typer.Option(help="Item index (default: settings)")] = None,
-    out: Annotated[Path, typer.Option(help="JSON report")] = Path("reports/bench-worker.json"),
+    out: Annotated[Path, typer.Option(help="JSON report")] = Path("reports/bench/worker.json"),
 ) -> None:
     """Events/s and p50/p99 end-to-end latency of 1..N workers vs raw consume+produce."""
     from recx_worker.benchio import report
