@@ -133,3 +133,11 @@ def make_topic(request: pytest.FixtureRequest) -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def worker_data(tmp_path_factory) -> tuple[Path, Path]:
+    """A prepared-data directory and its index from the tiny review fixture (built once)."""
+    from worker_support import prepared_tiny
+
+    return prepared_tiny(tmp_path_factory.getbasetemp() / "worker-data")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 from worker_support import (
@@ -18,7 +17,6 @@ from worker_support import (
     explained_ids,
     make_events,
     output_count,
-    prepared_tiny,
     publish,
     read_topic,
     stop_all,
@@ -31,11 +29,6 @@ from recx_worker.worker.records import H_ATTEMPTS, H_REPLAYED_FROM
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 EVENTS = env_int("RECX_TEST_REPLAY_EVENTS", 200)
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
-    return prepared_tiny(tmp_path_factory.getbasetemp() / "worker-data")
 
 
 def replay_cli(env: dict[str, str], *args: str) -> dict:
@@ -52,9 +45,9 @@ def replay_cli(env: dict[str, str], *args: str) -> dict:
 
 
 def test_replay_republishes_dead_letters_filtered_by_reason(
-    kafka_bootstrap, tiny_data, tmp_path
+    kafka_bootstrap, worker_data, tmp_path
 ) -> None:
-    data, index = tiny_data
+    data, index = worker_data
     users, items = catalog(data)
     topics = Topics.fresh(kafka_bootstrap, "replay", partitions=3)
     events = make_events(EVENTS, users, items, malformed_share=0.1)

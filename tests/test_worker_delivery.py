@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from worker_support import (
@@ -21,7 +20,6 @@ from worker_support import (
     explained_ids,
     make_events,
     output_count,
-    prepared_tiny,
     publish,
     stop_all,
     wait_for,
@@ -34,11 +32,6 @@ EVENTS = env_int("RECX_TEST_EVENTS", 1500)
 WORKERS = env_int("RECX_TEST_WORKERS", 3)
 MAX_BATCH = 32
 MAX_BUFFERED = 128
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
-    return prepared_tiny(tmp_path_factory.getbasetemp() / "worker-data")
 
 
 def publish_steadily(bootstrap: str, topic: str, events: list, seconds: float) -> threading.Thread:
@@ -60,8 +53,8 @@ def publish_steadily(bootstrap: str, topic: str, events: list, seconds: float) -
     ("mode", "kill"),
     [("at-least-once", False), ("at-least-once", True), ("exactly-once", True)],
 )
-def test_group_explains_every_event(kafka_bootstrap, tiny_data, tmp_path, mode, kill) -> None:
-    data, index = tiny_data
+def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode, kill) -> None:
+    data, index = worker_data
     users, items = catalog(data)
     topics = Topics.fresh(kafka_bootstrap, f"deliv-{mode}-{kill}", partitions=6)
     events = make_events(EVENTS, users, items)

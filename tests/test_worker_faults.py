@@ -9,7 +9,6 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from worker_support import (
@@ -23,7 +22,6 @@ from worker_support import (
     make_events,
     metric_values,
     output_count,
-    prepared_tiny,
     publish,
     read_topic,
     stop_all,
@@ -39,11 +37,6 @@ EVENTS = env_int("RECX_TEST_FAULT_EVENTS", 600)
 PLUGINS = '["worker_test_plugins"]'
 
 
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
-    return prepared_tiny(tmp_path_factory.getbasetemp() / "worker-data")
-
-
 def slow_chain(seconds: float, deadline_ms: int = 60_000) -> dict[str, str]:
     return {
         "plugin_modules": PLUGINS,
@@ -54,9 +47,9 @@ def slow_chain(seconds: float, deadline_ms: int = 60_000) -> dict[str, str]:
 
 
 def test_malformed_events_are_dead_lettered_and_the_worker_keeps_going(
-    kafka_bootstrap, tiny_data, tmp_path
+    kafka_bootstrap, worker_data, tmp_path
 ) -> None:
-    data, index = tiny_data
+    data, index = worker_data
     users, items = catalog(data)
     topics = Topics.fresh(kafka_bootstrap, "malformed", partitions=3)
     events = make_events(EVENTS, users, items, malformed_share=0.05)
@@ -114,9 +107,9 @@ def _provenance(record) -> tuple[str, int, int]:
     )
 
 
-def test_broker_restart_mid_run_loses_nothing(kafka_broker, tiny_data, tmp_path) -> None:
+def test_broker_restart_mid_run_loses_nothing(kafka_broker, worker_data, tmp_path) -> None:
     bootstrap = kafka_broker.bootstrap
-    data, index = tiny_data
+    data, index = worker_data
     users, items = catalog(data)
     topics = Topics.fresh(bootstrap, "restart", partitions=3)
     events = make_events(EVENTS, users, items)
@@ -143,8 +136,8 @@ def test_broker_restart_mid_run_loses_nothing(kafka_broker, tiny_data, tmp_path)
         stop_all([worker])
 
 
-def test_explainer_slower_than_max_poll_interval(kafka_bootstrap, tiny_data, tmp_path) -> None:
-    data, index = tiny_data
+def test_explainer_slower_than_max_poll_interval(kafka_bootstrap, worker_data, tmp_path) -> None:
+    data, index = worker_data
     users, items = catalog(data)
     topics = Topics.fresh(kafka_bootstrap, "slow", partitions=4)
     events = make_events(120, users, items)
@@ -195,8 +188,10 @@ def _stable(worker: WorkerProcess) -> bool:
     return (datetime.now(UTC) - last).total_seconds() > 4
 
 
-def test_sigterm_finishes_in_flight_work_and_commits(kafka_bootstrap, tiny_data, tmp_path) -> None:
-    data, index = tiny_data
+def test_sigterm_finishes_in_flight_work_and_commits(
+    kafka_bootstrap, worker_data, tmp_path
+) -> None:
+    data, index = worker_data
     users, items = catalog(data)
     topics = Topics.fresh(kafka_bootstrap, "sigterm", partitions=2)
     events = make_events(200, users, items)
@@ -237,8 +232,8 @@ def test_sigterm_finishes_in_flight_work_and_commits(kafka_bootstrap, tiny_data,
         stop_all([worker])
 
 
-def test_lag_metric_agrees_with_broker_end_offsets(kafka_bootstrap, tiny_data, tmp_path) -> None:
-    data, index = tiny_data
+def test_lag_metric_agrees_with_broker_end_offsets(kafka_bootstrap, worker_data, tmp_path) -> None:
+    data, index = worker_data
     users, items = catalog(data)
     topics = Topics.fresh(kafka_bootstrap, "lag", partitions=2)
     events = make_events(150, users, items)
