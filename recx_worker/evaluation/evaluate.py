@@ -138,6 +138,19 @@ def _hardware_text() -> str:
     return text + (f", GPU {hw['gpu']}" if "gpu" in hw else "")
 
 
+def _score_delivered(ctx: ScoringContext, delivered, *, first_stage: str) -> dict:
+    """Metrics of what users would see: ``delivered`` outputs after guard and fallback."""
+    return score_outputs(
+        ctx,
+        Outputs(
+            delivered.texts,
+            stages=delivered.stages,
+            failures=delivered.stages.count(NO_ANSWER),
+            fallbacks=sum(stage != first_stage for stage in delivered.stages),
+        ),
+    )
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Run everything ``cfg`` asks for and write the report into ``cfg.out``."""
     from recx_worker.config import load_settings
@@ -218,34 +231,16 @@ def run_eval(cfg: EvalConfig) -> dict:
         raw["rejection_reasons"] = delivered.first_stage_reasons
         raw["seconds"] = run.seconds
         raw["per_second"] = len(requests) / run.seconds if run.seconds > 0 else None
-        fallbacks = sum(s != name for s in delivered.stages)
-        got = score_outputs(
-            ctx,
-            Outputs(
-                delivered.texts,
-                stages=delivered.stages,
-                failures=delivered.stages.count(NO_ANSWER),
-                fallbacks=fallbacks,
-            ),
-        )
+        got = _score_delivered(ctx, delivered, first_stage=name)
         results[name] = {"raw": raw | notes.get(name, {}), "delivered": got}
         texts[name] = {"raw": run.texts, "delivered": delivered.texts}
         stages[name] = delivered.stages
-    chain = [n for n in settings.chain.explainers if n in runs]
-    if len(chain) > 2 and all(n in runs for n in settings.chain.explainers):
+    chain = settings.chain.explainers
+    if len(chain) > 2 and all(n in runs for n in chain):
         # The configured production chain (lora -> prompt -> template by default).
         label = "chain:" + ">".join(chain)
         delivered = deliver([runs[n] for n in chain], requests, guard)
-        got = score_outputs(
-            ctx,
-            Outputs(
-                delivered.texts,
-                stages=delivered.stages,
-                failures=delivered.stages.count(NO_ANSWER),
-                fallbacks=sum(s != chain[0] for s in delivered.stages),
-            ),
-        )
-        results[label] = {"delivered": got}
+        results[label] = {"delivered": _score_delivered(ctx, delivered, first_stage=chain[0])}
         texts[label] = {"delivered": delivered.texts}
         stages[label] = delivered.stages
 

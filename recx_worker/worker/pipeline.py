@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from recx_worker.chain import ChainResult, ExplainerChain, explanation_event
+from recx_worker.enrich import EnrichFailure, enrich
 from recx_worker.events import SourceRef
+from recx_worker.validation import make_dead_letter, validate_recommendation
 from recx_worker.worker.records import (
     H_EVENT_ID,
     InRecord,
@@ -35,7 +38,6 @@ class Pipeline:
     @classmethod
     def from_settings(cls, settings: Settings, metrics: WorkerMetrics) -> Pipeline:
         """Open the evidence store and build the explainer chain named by ``settings``."""
-        from recx_worker.chain import ExplainerChain
         from recx_worker.retrieval.evidence import EvidenceStore
 
         store = EvidenceStore.open(settings.paths.data_dir, _existing(settings.paths.index_dir))
@@ -51,10 +53,6 @@ class Pipeline:
 
     def process(self, records: list[InRecord]) -> list[OutRecord]:
         """One output per record, in order; never raises for bad input."""
-        from recx_worker.chain import ChainResult, explanation_event
-        from recx_worker.enrich import EnrichFailure, enrich
-        from recx_worker.validation import make_dead_letter
-
         cfg = self.settings.worker
         dlq = self.settings.kafka.dlq_topic
         out: dict[int, OutRecord] = {}
@@ -127,8 +125,6 @@ class Pipeline:
         return [out[i] for i in range(len(records))]
 
     def _validate(self, value: bytes | None) -> Any:
-        from recx_worker.validation import validate_recommendation
-
         cfg = self.settings.validation
         return validate_recommendation(
             value or b"", max_bytes=cfg.max_message_bytes, max_history=cfg.max_history
