@@ -71,3 +71,32 @@ def test_generation_config_rejects_bad_values():
         GenerationConfig(max_new_tokens=0)
     with pytest.raises(ValueError):
         GenerationConfig(top_p=1.5)
+
+
+def test_banned_sequences_never_come_out_and_batching_still_matches(tiny):
+    model, tokenizer, _ = tiny
+    generator = Generator(model, tokenizer, GenerationConfig(max_new_tokens=6))
+    free = generator.generate(PROMPTS, batch_size=5)
+    first_two = [tuple(tokenizer(text)["input_ids"][:2]) for text in free]
+    # Ban each prompt's own greedy first token (one-token ban) and, for the others, the pair of
+    # its first two tokens (a two-token ban: the first token may come, the second may not).
+    bans = [[pair[:1]] if i % 2 == 0 else [pair] for i, pair in enumerate(first_two)]
+    banned = generator.generate(PROMPTS, batch_size=5, bans=bans)
+    assert banned == generator.generate_one_by_one(PROMPTS, bans=bans)
+    for text, ban in zip(banned, bans, strict=True):
+        assert tuple(tokenizer(text)["input_ids"])[: len(ban[0])] != ban[0], text
+    unbanned = generator.generate(PROMPTS, batch_size=5, bans=[[] for _ in PROMPTS])
+    assert unbanned == free
+
+
+def test_candidates_come_back_grouped_per_prompt_best_beam_first(tiny):
+    model, tokenizer, _ = tiny
+    beams = Generator(model, tokenizer, GenerationConfig(max_new_tokens=5, num_beams=3))
+    several = Generator(
+        model, tokenizer, GenerationConfig(max_new_tokens=5, num_beams=3, candidates=3)
+    )
+    groups = several.generate_candidates(PROMPTS, batch_size=2)
+    assert [len(g) for g in groups] == [3] * len(PROMPTS)
+    assert [g[0] for g in groups] == beams.generate(PROMPTS, batch_size=2)
+    with pytest.raises(ValueError):
+        GenerationConfig(num_beams=2, candidates=3)

@@ -114,3 +114,35 @@ def test_clean_rejects_copying_prompt_facts_but_allows_quoting_the_review():
         clean_explanation("Product features: tuner, display, price. Shopper cares", 25, prompt)
     quoted = clean_explanation("the display is bright and easy to read", 25, prompt)
     assert quoted == "the display is bright and easy to read"
+
+
+def test_feature_bans_spare_allowed_features_and_words_of_allowed_phrases(tmp_path):
+    from lm_tiny import build_tokenizer
+
+    from recx_worker.features import Lexicon
+    from recx_worker.lm.grounding import FeatureBans
+
+    tokenizer = build_tokenizer(tmp_path)
+    bans = FeatureBans(Lexicon(["gig bag", "bag", "tuner", "strings"]), tokenizer)
+    banned = set(bans.banned({"gig bag", "strings"}))
+    encode = lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    assert {encode(" tuner"), encode(" Tuner")} <= banned
+    spared = {" gig bag", " bag", " strings", " Strings", " Bag"}
+    assert not {encode(text) for text in spared} & banned
+    assert bans.banned({"gig bag", "bag", "tuner", "strings"}) == []
+
+
+def test_consensus_picks_the_candidate_closest_to_the_others():
+    from recx_worker.lm.selection import consensus_index, rouge_l_f1
+
+    assert rouge_l_f1("the tuner is great", "The tuner is great.") == 1.0
+    assert rouge_l_f1("the tuner is great", "") == 0.0
+    assert rouge_l_f1("a b c d", "a x c y") == 0.5  # LCS "a c": 2 * 2 / (4 + 4)
+    candidates = [
+        "wow purple elephants sing",
+        "the tuner is great and easy to use",
+        "the tuner is great for the price",
+        "the tuner is easy to use",
+    ]
+    assert consensus_index(candidates) == 1
+    assert consensus_index(candidates[:2]) == 0  # two candidates: keep the better beam

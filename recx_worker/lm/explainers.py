@@ -1,7 +1,9 @@
 """The shared machinery of the language-model explainers (``prompt`` and ``lora``).
 
 Subclasses load a model in ``_load`` and render one prompt per request in ``render_prompts``;
-this base generates them in batches and cleans each output into one sentence.
+this base generates them in batches (with grounded decoding, ``recx_worker.lm.grounding``) and
+cleans each output into one sentence; with ``candidates`` > 1 it keeps the consensus candidate
+(``recx_worker.lm.selection``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from recx_worker.explainer import (
 from recx_worker.lm.cleaning import CleaningError, clean_explanation
 from recx_worker.lm.device import DeviceChoice, select_device
 from recx_worker.lm.generation import GenerationConfig, Generator
+from recx_worker.lm.grounding import FeatureBans, Sequences
+from recx_worker.lm.selection import consensus_index
 
 
 class LMExplainer(BaseExplainer):
@@ -42,8 +46,10 @@ class LMExplainer(BaseExplainer):
         temperature: float = 1.0,
         repetition_penalty: float | None = None,
         seed: int = 0,
+        candidates: int = 1,
         threads: int | None = None,
         model_cache: str | Path | None = None,
+        grounded_decoding: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -53,6 +59,8 @@ class LMExplainer(BaseExplainer):
         self.device_request = (device, dtype)
         self.batch_size = batch_size
         self.threads = threads
+        self.grounded_decoding = grounded_decoding
+        self._feature_bans: FeatureBans | None = None
         self.generation = GenerationConfig(
             max_new_tokens=max_new_tokens,
             num_beams=num_beams,
@@ -60,6 +68,7 @@ class LMExplainer(BaseExplainer):
             temperature=temperature,
             repetition_penalty=repetition_penalty,
             seed=seed,
+            candidates=candidates,
         )
         if model_cache is None and settings is not None:
             model_cache = settings.paths.model_cache
@@ -91,29 +100,48 @@ class LMExplainer(BaseExplainer):
             torch.set_num_threads(self.threads)
         model, tokenizer = self._load(select_device(*self.device_request))
         self.generator = Generator(model, tokenizer, self.generation)
+        lexicon = getattr(self.store, "lexicon", None)
+        if self.grounded_decoding and lexicon is not None:
+            self._feature_bans = FeatureBans(lexicon, tokenizer)
 
-    def raw_generate(self, prompts: list[str]) -> list[str]:
+    def bans(self, requests: list[ExplainRequest]) -> list[Sequences] | None:
+        """Per request, the token sequences of features its evidence does not support
+        (``None`` without grounded decoding or a lexicon)."""
+        if self._feature_bans is None:
+            return None
+        return [self._feature_bans.banned(r.evidence.allowed_features()) for r in requests]
+
+    def raw_generate(
+        self, prompts: list[str], bans: list[Sequences] | None = None
+    ) -> list[list[str]]:
+        """``candidates`` raw continuations per prompt."""
         self.warm_up()
         assert self.generator is not None
-        return self.generator.generate(prompts, batch_size=self.batch_size)
+        return self.generator.generate_candidates(prompts, batch_size=self.batch_size, bans=bans)
 
     def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
         if not requests:
             return []
         self.warm_up()
         prompts = self.render_prompts(requests)
-        raws = self.raw_generate(prompts)
+        groups = self.raw_generate(prompts, self.bans(requests))
         prefixes = self.answer_prefixes(requests)
         outcomes: list[Outcome] = []
-        for request, prompt, prefix, raw in zip(requests, prompts, prefixes, raws, strict=True):
-            try:
-                text = clean_explanation(prefix + raw, request.max_words, prompt)
-            except CleaningError as exc:
-                outcomes.append(ExplainFailure.from_exception(exc))
+        for request, prompt, prefix, raws in zip(requests, prompts, prefixes, groups, strict=True):
+            texts: list[str] = []
+            error: CleaningError | None = None
+            for raw in raws:
+                try:
+                    texts.append(clean_explanation(prefix + raw, request.max_words, prompt))
+                except CleaningError as exc:
+                    error = error or exc
+            if not texts:
+                assert error is not None
+                outcomes.append(ExplainFailure.from_exception(error))
                 continue
             outcomes.append(
                 Explanation(
-                    text=text,
+                    text=texts[consensus_index(texts)],
                     model=self.model_name,
                     adapter_version=self.adapter_version,
                 )

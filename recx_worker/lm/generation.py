@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from recx_worker.lm.grounding import BanProcessor, Sequences
+
 DEFAULT_MAX_NEW_TOKENS = 32
 MAX_PROMPT_TOKENS = 512
 
@@ -25,6 +27,7 @@ class GenerationConfig:
     temperature: float = 1.0
     repetition_penalty: float | None = None
     seed: int = 0
+    candidates: int = 1  # sequences returned per prompt (beam search: at most num_beams)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_new_tokens <= 256:
@@ -33,6 +36,15 @@ class GenerationConfig:
             raise ValueError("num_beams must be >= 1")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
+        if self.candidates < 1:
+            raise ValueError("candidates must be >= 1")
+        if self.candidates > 1 and not self.sampling and self.candidates > self.num_beams:
+            raise ValueError("candidates must be <= num_beams without sampling (top_p)")
+
+    @property
+    def rows_per_prompt(self) -> int:
+        """Rows each prompt occupies while decoding (beams, or sampled candidates)."""
+        return self.num_beams if self.num_beams > 1 else self.candidates
 
     @property
     def sampling(self) -> bool:
@@ -44,6 +56,7 @@ class GenerationConfig:
             "num_beams": self.num_beams,
             "do_sample": self.sampling,
             "use_cache": True,
+            "num_return_sequences": self.candidates,
         }
         if self.sampling:
             kwargs |= {"top_p": self.top_p, "temperature": self.temperature, "top_k": 0}
@@ -85,27 +98,53 @@ class Generator:
             add_special_tokens=False,
         ).to(self.device)
 
-    def _run(self, prompts: Sequence[str]) -> list[str]:
+    def _run(
+        self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None
+    ) -> list[list[str]]:
+        """``config.candidates`` continuations per prompt (best first for beam search)."""
         import torch
+        from transformers import LogitsProcessorList
 
         batch = self._encode(prompts)
+        processors = LogitsProcessorList()
+        if bans is not None and any(bans):
+            processors.append(BanProcessor(bans, rows_per_prompt=self.config.rows_per_prompt))
         if self.config.sampling:
             torch.manual_seed(self.config.seed)
         with torch.inference_mode():
             output = self.model.generate(
                 **batch,
                 **self.config.generate_kwargs(),
+                logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        k = self.config.candidates
+        return [texts[i : i + k] for i in range(0, len(texts), k)]
 
-    def generate(self, prompts: Sequence[str], batch_size: int = 32) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        batch_size: int = 32,
+        bans: Sequence[Sequences] | None = None,
+    ) -> list[str]:
         """Continuations of ``prompts`` (same order), ``batch_size`` prompts per forward pass.
 
-        Prompts are grouped by token length so little padding is needed.
+        Prompts are grouped by token length so little padding is needed. ``bans[i]``: token
+        sequences prompt ``i`` may not generate (see ``recx_worker.lm.grounding``). With
+        ``config.candidates`` > 1 this is the first candidate of each prompt.
         """
+        return [group[0] for group in self.generate_candidates(prompts, batch_size, bans)]
+
+    def generate_candidates(
+        self,
+        prompts: Sequence[str],
+        batch_size: int = 32,
+        bans: Sequence[Sequences] | None = None,
+    ) -> list[list[str]]:
+        """``config.candidates`` continuations per prompt; see ``generate``."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if not prompts:
@@ -114,12 +153,19 @@ class Generator:
             len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         ]
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-        results: list[str] = [""] * len(prompts)
+        results: list[list[str]] = [[] for _ in prompts]
         for chunk in _chunks(order, batch_size):
-            for index, text in zip(chunk, self._run([prompts[i] for i in chunk]), strict=True):
+            chunk_bans = [bans[i] for i in chunk] if bans is not None else None
+            texts = self._run([prompts[i] for i in chunk], chunk_bans)
+            for index, text in zip(chunk, texts, strict=True):
                 results[index] = text
         return results
 
-    def generate_one_by_one(self, prompts: Sequence[str]) -> list[str]:
+    def generate_one_by_one(
+        self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None
+    ) -> list[str]:
         """The naive baseline: one unpadded ``generate()`` call per prompt."""
-        return [self._run([prompt])[0] for prompt in prompts]
+        return [
+            self._run([prompt], [bans[i]] if bans is not None else None)[0][0]
+            for i, prompt in enumerate(prompts)
+        ]
