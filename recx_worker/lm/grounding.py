@@ -51,9 +51,10 @@ class FeatureBans:
 class BanProcessor:
     """A ``transformers`` logits processor banning per-row token sequences.
 
-    ``bans[i]`` applies to prompt ``i``, whose scores take ``rows_per_prompt`` consecutive rows
-    (beams or sampled candidates). The last token of a banned sequence gets ``-inf`` whenever the row already
-    ends with the sequence's other tokens (a one-token sequence is always banned).
+    ``bans[i]`` applies to prompt ``i``, whose scores take ``rows_per_prompt`` consecutive
+    rows (beams or sampled candidates). The last token of a banned sequence gets ``-inf``
+    whenever the row already ends with the sequence's other tokens (a one-token sequence is
+    always banned).
     """
 
     def __init__(self, bans: Sequence[Sequences], rows_per_prompt: int = 1) -> None:
