@@ -34,7 +34,7 @@ class PathSettings(BaseModel):
     data_dir: Path = Field(Path("var/data/musical"), description="Output of `recx data prepare`")
     index_dir: Path = Field(Path("var/index/musical"), description="Output of `recx index build`")
     adapter_dir: Path = Field(
-        Path("adapters/smollm2-musical-v1"), description="LoRA adapter used by the lora explainer"
+        Path("adapters/smollm2-musical-v2"), description="LoRA adapter used by the lora explainer"
     )
     model_cache: Path = Field(CACHE_HOME / "models", description="Converted base-model checkpoints")
 
@@ -70,7 +70,7 @@ class KafkaSettings(BaseModel):
 class ChainSettings(BaseModel):
     explainers: list[str] = Field(default_factory=lambda: ["lora", "prompt", "template"])
     deadline_ms: dict[str, int] = Field(
-        default_factory=lambda: {"lora": 30_000, "prompt": 30_000, "template": 1_000},
+        default_factory=lambda: {"lora": 120_000, "prompt": 120_000, "template": 1_000},
         description="Per-stage deadline for one micro-batch",
     )
     options: dict[str, dict[str, Any]] = Field(

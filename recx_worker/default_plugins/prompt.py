@@ -28,7 +28,7 @@ class PromptExplainer(LMExplainer):
     name: ClassVar[str] = "prompt"
     version: ClassVar[str] = "1.0.0"
 
-    def __init__(self, *, few_shot: int = 1, **options: Any) -> None:
+    def __init__(self, *, few_shot: int = 0, **options: Any) -> None:
         super().__init__(**options)
         self.few_shot = few_shot
         self.tokenizer: Any = None
