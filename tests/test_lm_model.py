@@ -87,26 +87,47 @@ def test_injected_review_never_comes_out(name):
 
 
 def test_grounded_decoding_keeps_lora_to_the_evidence_features(worker_data):
-    """The shipped adapter with a real evidence store: every explanation names only features
-    the request's evidence supports, although the model was free to name others."""
+    """The shipped adapter with a real evidence store: with grounded decoding every explanation
+    names only lexicon terms the request's evidence supports; without it the same requests get
+    explanations naming others (so the bans, not luck, keep the first run grounded).
+
+    The lexicon adds "easy" and "great", terms this model writes for almost any product, so
+    the free run is sure to use a term the evidence does not support.
+    """
     from recx_worker.plugins import create_explainer
     from recx_worker.retrieval.evidence import EvidenceStore
 
     if not (ADAPTER / "manifest.json").exists():
         pytest.skip("no trained adapter in the working tree")
     store = EvidenceStore.open(*worker_data)
-    explainer = create_explainer("lora", adapter_dir=ADAPTER, store=store, max_new_tokens=24)
-    features = [["strings"], ["tuner"], ["cable"], ["battery", "clip"]]
+    store.lexicon = Lexicon([*store.lexicon.features, "easy", "great", "sound", "quality"])
     requests = []
-    for i, item_features in enumerate(features):
+    for i, item_features in enumerate([["pedal"], ["mic"], ["clip"], ["cable"]]):
         event = RecommendationEvent(event_id=f"g{i}", user_id="u1", item_id="i1")
         evidence = Evidence(item_features=item_features, item_snippet="Works as described.")
         requests.append(ExplainRequest(event=event, evidence=evidence, max_words=20))
-    outcomes = explainer.explain_batch(requests)
-    texts = [o.text for o in outcomes if isinstance(o, Explanation)]
-    assert len(texts) >= 3
-    for outcome, req in zip(outcomes, requests, strict=True):
-        if isinstance(outcome, Explanation):
-            mentioned = store.lexicon.find(outcome.text)
-            assert set(mentioned) <= req.evidence.allowed_features(), outcome.text
-    explainer.close()
+
+    def explain(grounded_decoding: bool) -> tuple[int, list[str]]:
+        """(explanations written, those naming a term outside their evidence)"""
+        explainer = create_explainer(
+            "lora",
+            adapter_dir=ADAPTER,
+            store=store,
+            max_new_tokens=24,
+            grounded_decoding=grounded_decoding,
+        )
+        outcomes = explainer.explain_batch(requests)
+        explainer.close()
+        texts = [o.text for o in outcomes if isinstance(o, Explanation)]
+        ungrounded = [
+            o.text
+            for o, req in zip(outcomes, requests, strict=True)
+            if isinstance(o, Explanation)
+            and not set(store.lexicon.find(o.text)) <= req.evidence.allowed_features()
+        ]
+        return len(texts), ungrounded
+
+    answered, ungrounded = explain(True)
+    assert answered >= 3 and ungrounded == []
+    _, ungrounded_free = explain(False)
+    assert ungrounded_free, "every free explanation was grounded: the test cannot tell"

@@ -73,6 +73,7 @@ class BanProcessor:
             self.single.append(sorted(set(single)))
             self.by_prefix.append(dict(by_prefix))
             self.prefix_lengths.append({len(p) for p in by_prefix})
+        self.longest_prefix = max((max(s, default=0) for s in self.prefix_lengths), default=0)
         self._mask: Any = None
 
     def _single_mask(self, scores: Any) -> Any:
@@ -89,9 +90,9 @@ class BanProcessor:
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         scores = scores.masked_fill(self._single_mask(scores), float("-inf"))
-        tails = input_ids[:, -max((max(s, default=0) for s in self.prefix_lengths), default=0) :]
-        tails = tails.tolist() if tails.shape[1] else [[] for _ in range(input_ids.shape[0])]
-        for row, tail in enumerate(tails):
+        if not self.longest_prefix:
+            return scores
+        for row, tail in enumerate(input_ids[:, -self.longest_prefix :].tolist()):
             prompt = row // self.rows_per_prompt
             by_prefix = self.by_prefix[prompt]
             for length in self.prefix_lengths[prompt]:

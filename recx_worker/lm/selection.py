@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from recx_worker.evaluation.metrics import lcs_length
 from recx_worker.features import words
-
-
-def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
 
 
 def rouge_l_f1(a: str, b: str) -> float:
@@ -28,7 +19,7 @@ def rouge_l_f1(a: str, b: str) -> float:
     wa, wb = words(a), words(b)
     if not wa or not wb:
         return 0.0
-    lcs = _lcs(wa, wb)
+    lcs = lcs_length(wa, wb)
     return 0.0 if lcs == 0 else 2 * lcs / (len(wa) + len(wb))
 
 
