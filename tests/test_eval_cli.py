@@ -56,7 +56,10 @@ def test_eval_writes_report_with_sane_metrics(small, tmp_path):
     out = tmp_path / "report"
     args = ["eval", "--data", str(data), "--index", str(index), "--split", "test"]
     args += ["--explainers", "template", "--out", str(out), "--limit", "40", "--no-progress"]
-    result = runner.invoke(app, [*args, "--external", str(external), "--batch-size", "8"])
+    args += ["--compare", "ext:oracle:template", "--compare", "template:most-frequent"]
+    result = runner.invoke(
+        app, [*args, "--external", str(external), "--batch-size", "8", "--bootstrap", "200"]
+    )
     assert result.exit_code == 0, result.output
 
     for name in ("metrics.json", "metrics.md", "samples.md", "metrics.png", "lengths.png"):
@@ -89,8 +92,20 @@ def test_eval_writes_report_with_sane_metrics(small, tmp_path):
     # Everything delivered is grounded, whatever the raw system produced.
     for system in doc["results"].values():
         assert system["delivered"]["grounding_rate"] == 1.0
+    # Paired bootstrap on the raw outputs: the references beat the template, surely.
+    first, second = doc["comparisons"]
+    assert (first["a"], first["b"], first["mode"]) == ("ext:oracle", "template", "raw")
+    assert (second["a"], second["b"]) == ("template", "most-frequent")
+    assert first["n"] == n and first["resamples"] == 200
+    for key, metric in (("bleu_4", "bleu_4"), ("rouge_l_f", "rouge_l_f")):
+        m = first[key]
+        diff = oracle[metric] - template["raw"][metric]
+        assert m["diff"] == pytest.approx(diff, abs=1e-9)
+        assert 0 < m["low"] <= m["high"] and m["a_wins"] == 1.0
     md = (out / "metrics.md").read_text()
     assert "| template | raw |" in md and "ext:oracle" in md
+    assert "## Paired bootstrap (A − B, 95% interval)" in md
+    assert "| ext:oracle | template | +" in md and "| template | most-frequent |" in md
     assert "reference" in (out / "samples.md").read_text()
 
 

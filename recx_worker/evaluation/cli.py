@@ -45,6 +45,13 @@ def eval_command(
         True, "--baselines/--no-baselines", help="Include the most-frequent-explanation baseline."
     ),
     samples: int = typer.Option(20, "--samples", min=0, help="Records in samples.md."),
+    compare: list[str] = typer.Option(
+        [],
+        "--compare",
+        help="Paired bootstrap of system A minus system B, given as A:B (raw outputs; BLEU-4 "
+        "and ROUGE-L F, 95% interval, P(A>B)); repeatable, e.g. --compare lora:template.",
+    ),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=1, help="Resamples per --compare pair."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     config: Path | None = typer.Option(
         None, "--config", help="TOML settings file (explainer options under [chain.options.NAME])."
@@ -67,6 +74,8 @@ def eval_command(
         progress=progress,
         command=command_line(),
         config=config,
+        compare=list(compare),
+        bootstrap=bootstrap,
     )
     try:
         doc = run_eval(cfg)

@@ -6,6 +6,7 @@ import json
 import platform
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from recx_worker.evaluation.runner import (
     run_explainer,
 )
 from recx_worker.evaluation.scoring import Outputs, ScoringContext, score_outputs
+from recx_worker.evaluation.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
+from recx_worker.evaluation.text import PETER_REFERENCE_WORDS, tokenize
 from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
 
 log = structlog.get_logger(__name__)
@@ -50,6 +53,9 @@ class EvalConfig:
     progress: bool = True
     command: str = ""
     config: Path | None = None
+    compare: list[str] = field(default_factory=list)  # "A:B": paired bootstrap of A - B (raw)
+    bootstrap: int = DEFAULT_RESAMPLES
+    bootstrap_seed: int = DEFAULT_SEED
 
 
 def parse_external(spec: str) -> tuple[str, Path]:
@@ -58,6 +64,56 @@ def parse_external(spec: str) -> tuple[str, Path]:
     if sep and name.strip() and path.strip():
         return name.strip(), Path(path.strip())
     return f"ext:{Path(spec).stem}", Path(spec)
+
+
+def parse_compare(spec: str, systems: list[str]) -> tuple[str, str]:
+    """``A:B`` -> (A, B), both among ``systems`` (names may hold ':' themselves, as ``ext:x``)."""
+    splits = [
+        (spec[:i], spec[i + 1 :])
+        for i, ch in enumerate(spec)
+        if ch == ":" and spec[:i] in systems and spec[i + 1 :] in systems
+    ]
+    if len(splits) != 1:
+        why = "is ambiguous" if splits else "does not name two scored systems as A:B"
+        raise EvalInputError(f"--compare {spec}: {why}; systems: {', '.join(systems)}")
+    a, b = splits[0]
+    if a == b:
+        raise EvalInputError(f"--compare {spec}: compares a system with itself")
+    return a, b
+
+
+def _planned_systems(cfg: EvalConfig) -> list[str]:
+    """Names of the systems whose raw outputs ``cfg`` will score (if they can be run)."""
+    names = list(dict.fromkeys([FALLBACK, *cfg.explainers]))
+    if cfg.baselines:
+        names.append(MostFrequentExplanation.name)
+    return names + [parse_external(spec)[0] for spec in cfg.externals]
+
+
+def compare_systems(
+    pairs: list[tuple[str, str]],
+    records: list[ExplanationRecord],
+    raw_texts: dict[str, list[str]],
+    resamples: int,
+    seed: int,
+) -> list[dict]:
+    """Paired bootstrap of A - B on the raw outputs, headline protocol (15-word references)."""
+    refs = [tokenize(r.explanation)[:PETER_REFERENCE_WORDS] for r in records]
+    tokens: dict[str, list[list[str]]] = {}
+    out = []
+    for a, b in pairs:
+        if a not in raw_texts or b not in raw_texts:
+            log.warning("comparison_skipped", a=a, b=b, reason="system not evaluated")
+            continue
+        for name in (a, b):
+            if name not in tokens:
+                tokens[name] = [tokenize(t) for t in raw_texts[name]]
+        start = time.perf_counter()
+        result = paired_bootstrap(refs, tokens[a], tokens[b], n_resamples=resamples, seed=seed)
+        seconds = time.perf_counter() - start
+        log.info("paired_bootstrap", a=a, b=b, resamples=resamples, seconds=round(seconds, 3))
+        out.append({"a": a, "b": b, "mode": "raw", **result, "seconds": seconds})
+    return out
 
 
 def read_external(
@@ -158,6 +214,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     from recx_worker.plugins import UnknownExplainerError, create_explainer
     from recx_worker.retrieval.evidence import EvidenceStore
 
+    planned = _planned_systems(cfg)
+    pairs = [parse_compare(spec, planned) for spec in cfg.compare]  # fail before any work
+    if pairs and cfg.bootstrap < 1:
+        raise EvalInputError("--bootstrap must be at least 1")
     try:
         data = PreparedData(cfg.data_dir)
         records = data.split(cfg.split)
@@ -265,6 +325,11 @@ def run_eval(cfg: EvalConfig) -> dict:
         ),
         "unavailable": unavailable,
     }
+    if pairs:
+        raw_texts = {name: modes["raw"] for name, modes in texts.items() if "raw" in modes}
+        doc["comparisons"] = compare_systems(
+            pairs, records, raw_texts, cfg.bootstrap, cfg.bootstrap_seed
+        )
     _write(cfg, doc, ctx, records, texts, stages)
     return doc
 

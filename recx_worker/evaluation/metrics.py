@@ -36,6 +36,35 @@ def _ngram_counts(tokens: Tokens, max_order: int) -> Counter[tuple[str, ...]]:
     return counts
 
 
+def bleu_counts(
+    reference: Tokens, hypothesis: Tokens, max_order: int
+) -> tuple[list[int], list[int]]:
+    """One sample's clipped n-gram matches and hypothesis n-grams, per order 1..``max_order``."""
+    matches = [0] * max_order
+    possible = [0] * max_order
+    overlap = _ngram_counts(hypothesis, max_order) & _ngram_counts(reference, max_order)
+    for ngram, count in overlap.items():
+        matches[len(ngram) - 1] += count
+    for order in range(1, max_order + 1):
+        if len(hypothesis) - order + 1 > 0:
+            possible[order - 1] += len(hypothesis) - order + 1
+    return matches, possible
+
+
+def bleu_from_counts(
+    matches: Sequence[int], possible: Sequence[int], ref_len: int, hyp_len: int
+) -> float:
+    """BLEU x100 from corpus totals (the order is ``len(matches)``)."""
+    max_order = len(matches)
+    precisions = [m / p if p > 0 else 0.0 for m, p in zip(matches, possible, strict=True)]
+    if min(precisions) <= 0 or ref_len == 0:
+        return 0.0
+    geo_mean = math.exp(sum(math.log(p) / max_order for p in precisions))
+    ratio = hyp_len / ref_len
+    brevity = 1.0 if ratio > 1.0 else math.exp(1 - 1 / ratio)
+    return 100.0 * geo_mean * brevity
+
+
 def corpus_bleu(
     references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int
 ) -> float:
@@ -48,19 +77,11 @@ def corpus_bleu(
     for ref, hyp in zip(references, hypotheses, strict=True):
         ref_len += len(ref)
         hyp_len += len(hyp)
-        overlap = _ngram_counts(hyp, max_order) & _ngram_counts(ref, max_order)
-        for ngram, count in overlap.items():
-            matches[len(ngram) - 1] += count
-        for order in range(1, max_order + 1):
-            if len(hyp) - order + 1 > 0:
-                possible[order - 1] += len(hyp) - order + 1
-    precisions = [m / p if p > 0 else 0.0 for m, p in zip(matches, possible, strict=True)]
-    if min(precisions) <= 0 or ref_len == 0:
-        return 0.0
-    geo_mean = math.exp(sum(math.log(p) / max_order for p in precisions))
-    ratio = hyp_len / ref_len
-    brevity = 1.0 if ratio > 1.0 else math.exp(1 - 1 / ratio)
-    return 100.0 * geo_mean * brevity
+        m, p = bleu_counts(ref, hyp, max_order)
+        for k in range(max_order):
+            matches[k] += m[k]
+            possible[k] += p[k]
+    return bleu_from_counts(matches, possible, ref_len, hyp_len)
 
 
 # ---------------------------------------------------------------- ROUGE

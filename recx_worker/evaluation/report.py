@@ -73,6 +73,9 @@ def markdown_tables(doc: dict) -> str:
     lines += _table(results, HEADLINE_COLUMNS, lambda m: m)
     lines += ["", "## Full references (no truncation)", ""]
     lines += _table(results, FULL_COLUMNS, lambda m: m["full_reference"])
+    if doc.get("comparisons"):
+        lines += ["", "## Paired bootstrap (A − B, 95% interval)", ""]
+        lines += _comparisons(doc["comparisons"], words)
     lines += ["", "## Chain behaviour", ""]
     lines += [
         "| system | mode | guard pass (raw) | fallback | answered by | raw rejections "
@@ -92,6 +95,27 @@ def markdown_tables(doc: dict) -> str:
         lines += [f"- {name}: {why}" for name, why in doc["unavailable"].items()]
     lines += ["", "Command: `" + meta["command"] + "`", ""]
     return "\n".join(lines)
+
+
+def _comparisons(comparisons: list[dict], words: int) -> list[str]:
+    first = comparisons[0]
+    out = [
+        f"Raw outputs, headline protocol ({words}-word references); the {first['n']} records "
+        f"resampled with replacement {first['resamples']} times (seed {first['seed']}), A and B "
+        "scored on the same draws: A − B on all records [2.5th, 97.5th percentile of the "
+        "resampled differences], P(A>B) = share of draws where A scores higher; an interval "
+        "containing 0 means no significant difference.",
+        "",
+        "| A | B | BLEU-4 A − B [95%] | P(A>B) | R-L F A − B [95%] | P(A>B) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for c in comparisons:
+        cells = []
+        for key in ("bleu_4", "rouge_l_f"):
+            m = c[key]
+            cells += [f"{m['diff']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}]", f"{m['a_wins']:.3f}"]
+        out.append(f"| {c['a']} | {c['b']} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _table(results, columns, pick) -> list[str]:
