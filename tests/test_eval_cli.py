@@ -192,3 +192,9 @@ def test_bench_generate_sweeps_batch_sizes(small, tiny_config, tmp_path, monkeyp
     assert all(r["n"] == 8 and r["expl_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     result = runner.invoke(app, [*args[:-4], "--explainers", "template", "--out", str(out)])
     assert result.exit_code == 2 and "not a language-model explainer" in result.output
+
+
+def test_eval_help_shows_bracketed_option_names():
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "[chain.options.NAME]" in result.output and "[NAME=]FILE" in result.output

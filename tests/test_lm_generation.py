@@ -100,16 +100,3 @@ def test_candidates_come_back_grouped_per_prompt_best_beam_first(tiny):
     assert [g[0] for g in groups] == beams.generate(PROMPTS, batch_size=2)
     with pytest.raises(ValueError):
         GenerationConfig(num_beams=2, candidates=3)
-
-
-def test_a_per_call_config_samples_reference_candidates_deterministically(tiny):
-    model, tokenizer, _ = tiny
-    greedy = Generator(model, tokenizer, GenerationConfig(max_new_tokens=5))
-    sampling = GenerationConfig(max_new_tokens=5, top_p=0.95, candidates=3, seed=7)
-    first = greedy.generate_candidates(PROMPTS, batch_size=2, config=sampling)
-    assert [len(g) for g in first] == [3] * len(PROMPTS)
-    assert greedy.generate_candidates(PROMPTS, batch_size=2, config=sampling) == first
-    assert greedy.config.candidates == 1  # the generator's own config is untouched
-    assert [g[0] for g in greedy.generate_candidates(PROMPTS, batch_size=2)] == greedy.generate(
-        PROMPTS, batch_size=2
-    )

@@ -146,13 +146,3 @@ def test_consensus_picks_the_candidate_closest_to_the_others():
     ]
     assert consensus_index(candidates) == 1
     assert consensus_index(candidates[:2]) == 0  # two candidates: keep the better beam
-
-
-def test_sampled_pseudo_references_tip_the_consensus():
-    from recx_worker.lm.selection import consensus_index
-
-    beams = ["the tuner is great", "the strings are good"]
-    assert consensus_index(beams) == 0  # no evidence beyond the two beams: the better beam
-    samples = ["the strings are good and cheap", "the strings are good", "nice tuner"]
-    assert consensus_index(beams, samples) == 1
-    assert consensus_index(beams[:1], samples) == 0  # the only candidate, whatever is sampled

@@ -15,6 +15,7 @@ from recx_worker.evaluation.metrics import (
     feature_diversity_naive,
     feature_matching_ratio,
     lcs_length,
+    ngram_matches,
     rouge,
     rouge_l,
     rouge_n,
@@ -66,6 +67,14 @@ def test_bleu4_is_corpus_level():
     assert corpus_bleu(refs, hyps, 4) == pytest.approx(expected)
     # The second sample alone has no 4-gram match: no smoothing -> 0.
     assert corpus_bleu(refs[1:], hyps[1:], 4) == 0.0
+
+
+def test_ngram_matches_are_clipped_and_summed_per_order():
+    refs = [["the", "tuner", "is", "great", "and", "cheap"], ["a", "a", "b"]]
+    hyps = [["the", "tuner", "is", "great", "and", "loud"], ["a", "a", "a", "b"]]
+    # record 1: 5 unigrams, 4 bigrams, 3 trigrams, 2 four-grams; record 2: "a" clipped to 2,
+    # "b" 1; bigrams "a a" 1 (clipped), "a b" 1; trigram "a a b" 1
+    assert ngram_matches(refs, hyps, 4) == [5 + 3, 4 + 2, 3 + 1, 2]
 
 
 def test_bleu_empty_hypotheses_score_zero():

@@ -54,7 +54,9 @@ def eval_command(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=1, help="Resamples per --compare pair."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     config: Path | None = typer.Option(
-        None, "--config", help="TOML settings file (explainer options under [chain.options.NAME])."
+        None,
+        "--config",
+        help=r"TOML settings file (explainer options under \[chain.options.NAME]).",
     ),
 ) -> None:
     """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding; tables + plots."""

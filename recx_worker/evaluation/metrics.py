@@ -65,6 +65,17 @@ def bleu_from_counts(
     return 100.0 * geo_mean * brevity
 
 
+def ngram_matches(
+    references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int
+) -> list[int]:
+    """Clipped n-gram matches per order 1..``max_order``, summed over the corpus."""
+    totals = [0] * max_order
+    for ref, hyp in zip(references, hypotheses, strict=True):
+        for k, m in enumerate(bleu_counts(ref, hyp, max_order)[0]):
+            totals[k] += m
+    return totals
+
+
 def corpus_bleu(
     references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int
 ) -> float:
@@ -237,6 +248,8 @@ def score(
         "fmr": feature_matching_ratio(hyps, gt_features),
         "div": feature_diversity(sets),
         "mean_tokens": sum(map(len, hyps)) / len(hyps) if hyps else 0.0,
+        # clipped 1- to 4-gram matches with the references, summed: BLEU-4 rests on the last
+        "ngram_matches": ngram_matches(refs, hyps, 4),
     }
     for name, denom in fcr_denominators.items():
         out[f"fcr_{name}"] = feature_coverage_ratio(sets, denom)

@@ -47,8 +47,6 @@ class LMExplainer(BaseExplainer):
         repetition_penalty: float | None = None,
         seed: int = 0,
         candidates: int = 1,
-        mbr_samples: int = 0,
-        mbr_top_p: float = 0.95,
         threads: int | None = None,
         model_cache: str | Path | None = None,
         grounded_decoding: bool = True,
@@ -71,19 +69,6 @@ class LMExplainer(BaseExplainer):
             repetition_penalty=repetition_penalty,
             seed=seed,
             candidates=candidates,
-        )
-        # Sampled pseudo-references for the consensus choice (recx_worker.lm.selection).
-        self.reference_sampling = (
-            GenerationConfig(
-                max_new_tokens=max_new_tokens,
-                top_p=mbr_top_p,
-                temperature=temperature,
-                repetition_penalty=repetition_penalty,
-                seed=seed,
-                candidates=mbr_samples,
-            )
-            if mbr_samples > 0
-            else None
         )
         if model_cache is None and settings is not None:
             model_cache = settings.paths.model_cache
@@ -134,40 +119,29 @@ class LMExplainer(BaseExplainer):
         assert self.generator is not None
         return self.generator.generate_candidates(prompts, batch_size=self.batch_size, bans=bans)
 
-    def sample_references(
-        self, prompts: list[str], bans: list[Sequences] | None = None
-    ) -> list[list[str]]:
-        """``mbr_samples`` sampled raw continuations per prompt (none without the option)."""
-        if self.reference_sampling is None:
-            return [[] for _ in prompts]
-        self.warm_up()
-        assert self.generator is not None
-        return self.generator.generate_candidates(
-            prompts, batch_size=self.batch_size, bans=bans, config=self.reference_sampling
-        )
-
     def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
         if not requests:
             return []
         self.warm_up()
         prompts = self.render_prompts(requests)
-        bans = self.bans(requests)
-        groups = self.raw_generate(prompts, bans)
-        sampled = self.sample_references(prompts, bans)
+        groups = self.raw_generate(prompts, self.bans(requests))
         prefixes = self.answer_prefixes(requests)
         outcomes: list[Outcome] = []
-        for request, prompt, prefix, raws, samples in zip(
-            requests, prompts, prefixes, groups, sampled, strict=True
-        ):
-            texts, error = _clean_all(raws, prefix, request.max_words, prompt)
+        for request, prompt, prefix, raws in zip(requests, prompts, prefixes, groups, strict=True):
+            texts: list[str] = []
+            error: CleaningError | None = None
+            for raw in raws:
+                try:
+                    texts.append(clean_explanation(prefix + raw, request.max_words, prompt))
+                except CleaningError as exc:
+                    error = error or exc
             if not texts:
                 assert error is not None
                 outcomes.append(ExplainFailure.from_exception(error))
                 continue
-            references, _ = _clean_all(samples, prefix, request.max_words, prompt)
             outcomes.append(
                 Explanation(
-                    text=texts[consensus_index(texts, references)],
+                    text=texts[consensus_index(texts)],
                     model=self.model_name,
                     adapter_version=self.adapter_version,
                 )
@@ -176,17 +150,3 @@ class LMExplainer(BaseExplainer):
 
     def close(self) -> None:
         self.generator = None
-
-
-def _clean_all(
-    raws: list[str], prefix: str, max_words: int, prompt: str
-) -> tuple[list[str], CleaningError | None]:
-    """The raw continuations that clean into an explanation, cleaned, and the first error."""
-    texts: list[str] = []
-    error: CleaningError | None = None
-    for raw in raws:
-        try:
-            texts.append(clean_explanation(prefix + raw, max_words, prompt))
-        except CleaningError as exc:
-            error = error or exc
-    return texts, error

@@ -99,33 +99,29 @@ class Generator:
         ).to(self.device)
 
     def _run(
-        self,
-        prompts: Sequence[str],
-        bans: Sequence[Sequences] | None = None,
-        config: GenerationConfig | None = None,
+        self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None
     ) -> list[list[str]]:
         """``config.candidates`` continuations per prompt (best first for beam search)."""
         import torch
         from transformers import LogitsProcessorList
 
-        config = config or self.config
         batch = self._encode(prompts)
         processors = LogitsProcessorList()
         if bans is not None and any(bans):
-            processors.append(BanProcessor(bans, rows_per_prompt=config.rows_per_prompt))
-        if config.sampling:
-            torch.manual_seed(config.seed)
+            processors.append(BanProcessor(bans, rows_per_prompt=self.config.rows_per_prompt))
+        if self.config.sampling:
+            torch.manual_seed(self.config.seed)
         with torch.inference_mode():
             output = self.model.generate(
                 **batch,
-                **config.generate_kwargs(),
+                **self.config.generate_kwargs(),
                 logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        k = config.candidates
+        k = self.config.candidates
         return [texts[i : i + k] for i in range(0, len(texts), k)]
 
     def generate(
@@ -147,10 +143,8 @@ class Generator:
         prompts: Sequence[str],
         batch_size: int = 32,
         bans: Sequence[Sequences] | None = None,
-        config: GenerationConfig | None = None,
     ) -> list[list[str]]:
-        """``config.candidates`` continuations per prompt (``config`` defaults to the
-        generator's own); see ``generate``."""
+        """``config.candidates`` continuations per prompt; see ``generate``."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if not prompts:
@@ -162,7 +156,7 @@ class Generator:
         results: list[list[str]] = [[] for _ in prompts]
         for chunk in _chunks(order, batch_size):
             chunk_bans = [bans[i] for i in chunk] if bans is not None else None
-            texts = self._run([prompts[i] for i in chunk], chunk_bans, config)
+            texts = self._run([prompts[i] for i in chunk], chunk_bans)
             for index, text in zip(chunk, texts, strict=True):
                 results[index] = text
         return results

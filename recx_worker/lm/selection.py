@@ -4,9 +4,6 @@ With ``candidates`` > 1 an LM explainer decodes k sequences per request (beam se
 sampling). The cleaned candidates are compared with each other and the one most similar to the
 rest (ROUGE-L F1 over words) is kept: the consensus candidate is the expected-best answer under
 the model's own distribution, and is less often an odd outlier than the single top beam.
-With ``mbr_samples`` > 0 the explainer also samples that many sequences per request; they are
-not candidates, only extra evidence of what the model would say (pseudo-references), which
-makes the expected similarity a better estimate than the near-identical beams alone give.
 """
 
 from __future__ import annotations
@@ -26,14 +23,13 @@ def rouge_l_f1(a: str, b: str) -> float:
     return 0.0 if lcs == 0 else 2 * lcs / (len(wa) + len(wb))
 
 
-def consensus_index(candidates: Sequence[str], pseudo_references: Sequence[str] = ()) -> int:
-    """Index of the candidate with the highest total similarity to the other candidates and
-    the ``pseudo_references`` (the first such on ties, i.e. the better beam)."""
-    if len(candidates) == 1 or (len(candidates) == 2 and not pseudo_references):
+def consensus_index(candidates: Sequence[str]) -> int:
+    """Index of the candidate with the highest total similarity to the others (the first such
+    on ties, i.e. the better beam)."""
+    if len(candidates) <= 2:
         return 0
     scores = [
         sum(rouge_l_f1(c, other) for j, other in enumerate(candidates) if j != i)
-        + sum(rouge_l_f1(c, ref) for ref in pseudo_references)
         for i, c in enumerate(candidates)
     ]
     return max(range(len(candidates)), key=lambda i: (scores[i], -i))
