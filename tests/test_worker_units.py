@@ -206,3 +206,12 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path: Path, monke
     monkeypatch.delenv("RECX_CONFIG", raising=False)  # load_settings exports the file it read
     no_data = runner.invoke(app, ["worker"], env={"RECX_PATHS__DATA_DIR": str(tmp_path / "x")})
     assert no_data.exit_code == 2 and "recx data prepare" in no_data.output
+
+
+def test_kafka_python_checksums_record_batches_in_c():
+    """Without the ``crc32c`` package kafka-python computes CRC-32C in pure Python, a quarter
+    of the worker's CPU in a profile (README, "Worker throughput and latency")."""
+    from kafka.record import util
+
+    assert util.crc32c_c is not None
+    assert util.calc_crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
