@@ -43,6 +43,7 @@ from recx_worker.events import (
     RecommendationEvent,
     utc_now,
 )
+from recx_worker.signals import interrupt_on_sigterm
 
 DEMO_DIR = Path("var/demo")
 REVIEWS_FILE = "reviews_Musical_Instruments_5.json.gz"
@@ -716,10 +717,6 @@ def run_demo(
     return summarize(valid, malformed, outcome, time.monotonic() - started, startup_s)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(
     events: Annotated[int, typer.Option(min=1, help="Valid events to publish")] = 200,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 2,
@@ -755,8 +752,7 @@ def main(
             f"registered: {', '.join(sorted(known))}"
         )
         raise typer.Exit(2)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    interrupt_on_sigterm()
     try:
         summary = run_demo(
             load_settings(),

@@ -215,3 +215,25 @@ def test_kafka_python_checksums_record_batches_in_c():
 
     assert util.crc32c_c is not None
     assert util.calc_crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_sigterm_lets_a_command_clean_up_its_children(tmp_path):
+    """`recx bench worker` and `recx demo` own a broker and worker processes: SIGTERM must run
+    their ``finally`` blocks (which stop those) instead of killing the command outright."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "cleaned"
+    code = (
+        "import os, signal, time\n"
+        "from recx_worker.signals import interrupt_on_sigterm\n"
+        "interrupt_on_sigterm()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(10)\n"
+        "finally:\n"
+        f"    open({str(marker)!r}, 'w').write('stopped children')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.returncode != 0 and b"KeyboardInterrupt" in done.stderr
+    assert marker.read_text() == "stopped children"

@@ -26,6 +26,8 @@ from typing import Annotated, Any
 
 import typer
 
+from recx_worker.signals import interrupt_on_sigterm
+
 MODES = ("worker", "ceiling")
 
 
@@ -62,6 +64,7 @@ def bench_worker(
         typer.secho(f"error: --workers must be comma-separated integers: {workers!r}", err=True)
         raise typer.Exit(2) from None
     payloads = _events_from_data(Path(data), events)
+    interrupt_on_sigterm()  # a terminated bench still stops its workers and broker
     broker = None
     if bootstrap is None:
         from recx_worker.kafka_local import LocalKafka
