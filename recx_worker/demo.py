@@ -327,9 +327,9 @@ class Workers:
 
 
 # CPU serving settings for the LM stages, measured on 2 cores (one torch thread per worker,
-# two workers, adapter v2 at its defaults): a lora micro-batch of 16 took 42.5 s p50 / 54.5 s
-# p99 in make demo. Deadlines leave room for a busy machine; an expired deadline hands the
-# batch to the next stage.
+# two workers, adapter v2 at its defaults, micro-batches of 16): in make demo the in-worker
+# latency of an event was 42.5 s p50 / 54.5 s p99. Deadlines leave room for a busy machine;
+# an expired deadline hands the batch to the next stage.
 DEMO_MAX_BATCH = 16
 DEMO_LM_OPTIONS = {"batch_size": DEMO_MAX_BATCH, "threads": 1, "max_new_tokens": 32}
 DEMO_DEADLINE_MS = {"lora": 120_000, "prompt": 120_000, "template": 1_000}

@@ -9,13 +9,13 @@ import pytest
 
 from recx_worker.evaluation.metrics import (
     FeatureMatcher,
+    bleu_totals,
     corpus_bleu,
     feature_coverage_ratio,
     feature_diversity,
     feature_diversity_naive,
     feature_matching_ratio,
     lcs_length,
-    ngram_matches,
     rouge,
     rouge_l,
     rouge_n,
@@ -69,12 +69,14 @@ def test_bleu4_is_corpus_level():
     assert corpus_bleu(refs[1:], hyps[1:], 4) == 0.0
 
 
-def test_ngram_matches_are_clipped_and_summed_per_order():
+def test_bleu_totals_clip_and_sum_matches_per_order():
     refs = [["the", "tuner", "is", "great", "and", "cheap"], ["a", "a", "b"]]
     hyps = [["the", "tuner", "is", "great", "and", "loud"], ["a", "a", "a", "b"]]
     # record 1: 5 unigrams, 4 bigrams, 3 trigrams, 2 four-grams; record 2: "a" clipped to 2,
     # "b" 1; bigrams "a a" 1 (clipped), "a b" 1; trigram "a a b" 1
-    assert ngram_matches(refs, hyps, 4) == [5 + 3, 4 + 2, 3 + 1, 2]
+    matches, possible, ref_len, hyp_len = bleu_totals(refs, hyps, 4)
+    assert matches == [5 + 3, 4 + 2, 3 + 1, 2]
+    assert possible == [6 + 4, 5 + 3, 4 + 2, 3 + 1] and (ref_len, hyp_len) == (9, 10)
 
 
 def test_bleu_empty_hypotheses_score_zero():

@@ -1,6 +1,6 @@
 """Offline study of how the lora explainer should choose among its decoded candidates.
 
-    python deploy/experiments/mbr_study.py dump  --split valid --limit 300 OUT.jsonl
+    python deploy/experiments/mbr_study.py dump  --split valid --limit 207 OUT.jsonl
     python deploy/experiments/mbr_study.py score OUT.jsonl
 
 ``dump`` decodes, once, each record's beam candidates (cleaned, best beam first) with the
@@ -25,8 +25,7 @@ def dump(args: argparse.Namespace) -> None:
 
     from recx_worker.config import load_settings
     from recx_worker.data.dataset import PreparedData
-    from recx_worker.evaluation.evaluate import _requests
-    from recx_worker.lm.cleaning import CleaningError, clean_explanation
+    from recx_worker.evaluation.evaluate import build_requests
     from recx_worker.plugins import create_explainer
     from recx_worker.retrieval.evidence import EvidenceStore
 
@@ -34,7 +33,7 @@ def dump(args: argparse.Namespace) -> None:
     data = PreparedData(args.data)
     records = data.split(args.split)[: args.limit]
     store = EvidenceStore.open(args.data)
-    records, requests, _ = _requests(records, store, settings.chain.max_words)
+    records, requests, _ = build_requests(records, store, settings.chain.max_words)
     lora = create_explainer(
         "lora",
         settings=settings,
@@ -51,24 +50,13 @@ def dump(args: argparse.Namespace) -> None:
         for start in tqdm(range(0, len(requests), args.batch), unit="batch"):
             reqs = requests[start : start + args.batch]
             recs = records[start : start + args.batch]
-            prompts = lora.render_prompts(reqs)
-            bans = lora.bans(reqs)
-            beams = lora.raw_generate(prompts, bans)
-            prefixes = lora.answer_prefixes(reqs)
+            candidates = lora.candidate_texts(reqs)
             fallback = template.explain_batch(reqs)
-            for i, (req, rec) in enumerate(zip(reqs, recs, strict=True)):
-                cleaned = []
-                for raw in beams[i]:
-                    try:
-                        cleaned.append(
-                            clean_explanation(prefixes[i] + raw, req.max_words, prompts[i])
-                        )
-                    except CleaningError:
-                        continue
+            for i, rec in enumerate(recs):
                 row = {
                     "id": rec.record_id,
                     "reference": rec.explanation,
-                    "beams": cleaned,
+                    "beams": candidates[i][0],
                     "template": fallback[i].text,
                     "snippets": profiles[rec.item_id].snippets,
                 }
@@ -85,11 +73,12 @@ def score(args: argparse.Namespace) -> None:
     rows = [r for r in rows if r["beams"]]
     refs = [tokenize(r["reference"])[:PETER_REFERENCE_WORDS] for r in rows]
 
-    def snippet_mbr(r: dict, weight: float) -> str:
+    def snippet_mbr(r: dict) -> str:
+        """Consensus with the item's training sentences counted as extra references."""
         beams = r["beams"]
         scores = [
             sum(rouge_l_f1(b, o) for j, o in enumerate(beams) if j != i)
-            + weight * sum(rouge_l_f1(b, s) for s in r["snippets"])
+            + sum(rouge_l_f1(b, s) for s in r["snippets"])
             for i, b in enumerate(beams)
         ]
         return beams[max(range(len(beams)), key=lambda i: (scores[i], -i))]
@@ -101,7 +90,7 @@ def score(args: argparse.Namespace) -> None:
         "template": lambda r: r["template"],
         "first beam": lambda r: r["beams"][0],
         "consensus of beams": lambda r: r["beams"][consensus_index(r["beams"])],
-        "beams + item snippets": lambda r: snippet_mbr(r, 1.0),
+        "beams + item snippets": lambda r: snippet_mbr(r),
     }
     print(f"{len(rows)} records")
     print(f"{'rule':32} {'BLEU-1':>7} {'BLEU-4':>7} {'R-L F':>7} {'words':>6}")

@@ -33,9 +33,11 @@ class LoraExplainer(LMExplainer):
         self, *, adapter_dir: str | Path | None = None, lead_feature: str = "item", **options: Any
     ) -> None:
         base = options.pop("base", None)
-        # Four beams, and the consensus of the four (recx_worker.lm.selection), measured best
-        # against review references on the valid split (150 records, adapter v2: ROUGE-L F
-        # 17.25 vs 16.31 greedy, 16.51 with 2 beams); num_beams=1, candidates=1 is ~4x faster.
+        # Four beams beat greedy and two beams against review references (valid split, 150
+        # records, adapter v2: ROUGE-L F 17.25 vs 16.31 and 16.51). Keeping the consensus of the
+        # four (recx_worker.lm.selection) instead of the first beam: ROUGE-L F 17.22 vs 17.08,
+        # BLEU-1 19.97 vs 19.14 (207 valid records, deploy/experiments/mbr_study.py). num_beams=1,
+        # candidates=1 is 2.7-4.2x faster (recx bench generate).
         options.setdefault("num_beams", 4)
         options.setdefault("candidates", options["num_beams"])
         super().__init__(**options)

@@ -161,9 +161,11 @@ def read_external(
     return RawRun(run_name, f"external:{path}", outcomes, 0.0), missing
 
 
-def _requests(
+def build_requests(
     records: list[ExplanationRecord], store: Any, max_words: int
 ) -> tuple[list[ExplanationRecord], list[ExplainRequest], int]:
+    """The explain request of each record whose item is known (its own review never
+    evidence), those records, and how many were skipped as unknown."""
     from recx_worker.enrich import enrich
 
     kept_records, requests = [], []
@@ -232,7 +234,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.index_dir is not None:
         settings.paths.index_dir = cfg.index_dir
     store = EvidenceStore.open(cfg.data_dir, cfg.index_dir)
-    records, requests, unknown = _requests(records, store, settings.chain.max_words)
+    records, requests, unknown = build_requests(records, store, settings.chain.max_words)
     if not requests:
         raise EvalInputError("no record of the split could be enriched (unknown items)")
     guard = Guard.with_plugins(data.lexicon)

@@ -41,13 +41,10 @@ def bleu_counts(
 ) -> tuple[list[int], list[int]]:
     """One sample's clipped n-gram matches and hypothesis n-grams, per order 1..``max_order``."""
     matches = [0] * max_order
-    possible = [0] * max_order
     overlap = _ngram_counts(hypothesis, max_order) & _ngram_counts(reference, max_order)
     for ngram, count in overlap.items():
         matches[len(ngram) - 1] += count
-    for order in range(1, max_order + 1):
-        if len(hypothesis) - order + 1 > 0:
-            possible[order - 1] += len(hypothesis) - order + 1
+    possible = [max(0, len(hypothesis) - order + 1) for order in range(1, max_order + 1)]
     return matches, possible
 
 
@@ -65,21 +62,11 @@ def bleu_from_counts(
     return 100.0 * geo_mean * brevity
 
 
-def ngram_matches(
+def bleu_totals(
     references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int
-) -> list[int]:
-    """Clipped n-gram matches per order 1..``max_order``, summed over the corpus."""
-    totals = [0] * max_order
-    for ref, hyp in zip(references, hypotheses, strict=True):
-        for k, m in enumerate(bleu_counts(ref, hyp, max_order)[0]):
-            totals[k] += m
-    return totals
-
-
-def corpus_bleu(
-    references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int
-) -> float:
-    """Corpus BLEU-``max_order`` x100 (one reference per hypothesis, no smoothing)."""
+) -> tuple[list[int], list[int], int, int]:
+    """Corpus sums for BLEU: clipped n-gram matches and hypothesis n-grams per order
+    1..``max_order``, total reference length, total hypothesis length."""
     if len(references) != len(hypotheses):
         raise ValueError("references and hypotheses differ in length")
     matches = [0] * max_order
@@ -92,7 +79,14 @@ def corpus_bleu(
         for k in range(max_order):
             matches[k] += m[k]
             possible[k] += p[k]
-    return bleu_from_counts(matches, possible, ref_len, hyp_len)
+    return matches, possible, ref_len, hyp_len
+
+
+def corpus_bleu(
+    references: Sequence[Tokens], hypotheses: Sequence[Tokens], max_order: int
+) -> float:
+    """Corpus BLEU-``max_order`` x100 (one reference per hypothesis, no smoothing)."""
+    return bleu_from_counts(*bleu_totals(references, hypotheses, max_order))
 
 
 # ---------------------------------------------------------------- ROUGE
@@ -240,16 +234,18 @@ def score(
     hyps = [tokenize(t) for t in generated]
     refs = [tokenize(t)[:reference_words] if reference_words else tokenize(t) for t in references]
     sets = [matcher.find(h) for h in hyps]
+    matches, possible, ref_len, hyp_len = bleu_totals(refs, hyps, 4)
     out = {
-        "bleu_1": corpus_bleu(refs, hyps, 1),
-        "bleu_4": corpus_bleu(refs, hyps, 4),
+        # BLEU-1 and BLEU-4 from one counting pass (unigram counts do not depend on the order)
+        "bleu_1": bleu_from_counts(matches[:1], possible[:1], ref_len, hyp_len),
+        "bleu_4": bleu_from_counts(matches, possible, ref_len, hyp_len),
         **rouge(refs, hyps),
         "usr": unique_sentence_ratio(hyps),
         "fmr": feature_matching_ratio(hyps, gt_features),
         "div": feature_diversity(sets),
         "mean_tokens": sum(map(len, hyps)) / len(hyps) if hyps else 0.0,
         # clipped 1- to 4-gram matches with the references, summed: BLEU-4 rests on the last
-        "ngram_matches": ngram_matches(refs, hyps, 4),
+        "ngram_matches": matches,
     }
     for name, denom in fcr_denominators.items():
         out[f"fcr_{name}"] = feature_coverage_ratio(sets, denom)

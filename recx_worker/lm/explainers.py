@@ -119,14 +119,16 @@ class LMExplainer(BaseExplainer):
         assert self.generator is not None
         return self.generator.generate_candidates(prompts, batch_size=self.batch_size, bans=bans)
 
-    def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
-        if not requests:
-            return []
+    def candidate_texts(
+        self, requests: list[ExplainRequest]
+    ) -> list[tuple[list[str], CleaningError | None]]:
+        """Per request, its cleaned candidates (best beam first; those the cleaner refuses
+        left out) and the first refusal."""
         self.warm_up()
         prompts = self.render_prompts(requests)
         groups = self.raw_generate(prompts, self.bans(requests))
         prefixes = self.answer_prefixes(requests)
-        outcomes: list[Outcome] = []
+        out: list[tuple[list[str], CleaningError | None]] = []
         for request, prompt, prefix, raws in zip(requests, prompts, prefixes, groups, strict=True):
             texts: list[str] = []
             error: CleaningError | None = None
@@ -135,6 +137,14 @@ class LMExplainer(BaseExplainer):
                     texts.append(clean_explanation(prefix + raw, request.max_words, prompt))
                 except CleaningError as exc:
                     error = error or exc
+            out.append((texts, error))
+        return out
+
+    def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
+        if not requests:
+            return []
+        outcomes: list[Outcome] = []
+        for texts, error in self.candidate_texts(requests):
             if not texts:
                 assert error is not None
                 outcomes.append(ExplainFailure.from_exception(error))
