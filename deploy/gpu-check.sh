@@ -4,7 +4,7 @@
 #   2. batched generation (lora + prompt explainers) vs one-at-a-time generate(), larger batches;
 #   3. LoRA training steps in bf16 (a 3-minute budgeted run; the adapter goes to $OUT).
 # Needs a Python with the project's requirements installed (PYTHON=..., default: the venv of
-# deploy/venv-path.sh, else python3) and the shared data next to the checkout.
+# deploy/venv-path.sh, else python3) and the demo data in data/.
 # Results (JSON + logs) are written under ${OUT:-var/gpu-check}.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

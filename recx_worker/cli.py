@@ -9,12 +9,12 @@ from __future__ import annotations
 import typer
 
 from recx_worker import explain_cli
-from recx_worker.data import cli as data_cli
-from recx_worker.evaluation import cli as eval_cli
-from recx_worker.kafka_local import cli as kafka_cli
+from recx_worker.devtools.kafka_local import cli as kafka_cli
 from recx_worker.retrieval import cli as index_cli
 from recx_worker.worker import cli as worker_cli
 from training import cli as train_cli
+from training.data import cli as data_cli
+from training.evaluation import cli as eval_cli
 
 app = typer.Typer(
     name="recx",

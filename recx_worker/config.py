@@ -23,7 +23,8 @@ from pydantic_settings import (
 # The file given to load_settings() for this call only (the environment is left alone).
 _CONFIG_FILE: ContextVar[str | None] = ContextVar("recx_config_file", default=None)
 
-DEFAULT_RAW_DATA = Path("../shared/data/amazon-2014-musical-instruments-5core")
+# The demo data shipped in the repo (data/README.md); point paths.raw_data at your own reviews.
+DEFAULT_RAW_DATA = Path("data/amazon-2014-musical-instruments-5core")
 CACHE_HOME = Path(os.environ.get("RECX_CACHE_HOME", Path.home() / ".cache" / "recx"))
 
 

@@ -230,7 +230,7 @@ def _explain_file(chain, store, settings, in_path, out, rejects, batch_size, rep
 
 
 def _summary(counts, reject_classes, elapsed, out, rejects, report) -> None:
-    from recx_worker.benchio import report as bench_report
+    from recx_worker.devtools.benchio import report as bench_report
 
     read = counts.pop("__read__", 0)
     explained = sum(counts.values())
@@ -267,7 +267,7 @@ def _summary(counts, reject_classes, elapsed, out, rejects, report) -> None:
 
 
 def _make_events(data_dir: Path, n: int, split: str, out: Path) -> None:
-    from recx_worker.sample_events import events_from_split
+    from recx_worker.devtools.sample_events import events_from_split
 
     try:
         events = events_from_split(data_dir, n, split=split)

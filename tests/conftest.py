@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from recx_worker.kafka_local import KafkaSetupError, LocalKafka
+from recx_worker.devtools.kafka_local import KafkaSetupError, LocalKafka
 
 EXTERNAL_BOOTSTRAP = os.environ.get("RECX_TEST_BOOTSTRAP")
 KAFKA_FIXTURES = {"kafka_bootstrap", "kafka_broker", "make_topic"}

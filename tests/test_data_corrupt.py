@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from recx_worker.cli import app
-from recx_worker.data.dataset import PreparedData
-from recx_worker.data.readers import DataInputError, ReadReport, read_reviews
+from recx_worker.prepared import PreparedData
+from training.data.readers import DataInputError, ReadReport, read_reviews
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REVIEWS = FIXTURES / "reviews_tiny.json"

@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from recx_worker.cli import app
-from recx_worker.data.dataset import SPLITS, PreparedData
-from recx_worker.data.extract import extract
-from recx_worker.data.prepare import prepare, sha256
-from recx_worker.data.readers import Review
-from recx_worker.data.split import split_indices
-from recx_worker.data.text import feature_sentiment, sentences
 from recx_worker.features import Lexicon, words
+from recx_worker.prepared import SPLITS, PreparedData
+from training.data.extract import extract
+from training.data.prepare import prepare, sha256
+from training.data.readers import Review
+from training.data.split import split_indices
+from training.data.text import feature_sentiment, sentences
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REVIEWS = FIXTURES / "reviews_tiny.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recx_worker import demo
+from recx_worker.devtools import demo
 from recx_worker.events import DeadLetter, Evidence, ExplanationEvent
 from recx_worker.validation import Invalid, validate_recommendation
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write_prepared(root: Path) -> Path:
-    """A tiny prepared-data directory in the layout of recx_worker.data.dataset."""
+    """A tiny prepared-data directory in the layout of recx_worker.prepared."""
     root.mkdir(parents=True)
 
     def record(rid: str, user: str, item: str, ts: int) -> dict:
@@ -147,7 +147,15 @@ def test_reduced_demo_end_to_end(kafka_bootstrap, tmp_path):
     Uses the prepared data and index cached in var/ (the demo builds them when missing).
     """
     env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "recx_worker.demo", "--events", "20", "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "recx_worker.devtools.demo",
+        "--events",
+        "20",
+        "--workers",
+        "2",
+    ]
     command += ["--chain", "template", "--bootstrap", kafka_bootstrap, "--timeout", "120"]
     command += ["--work-dir", str(tmp_path)]
     done = subprocess.run(

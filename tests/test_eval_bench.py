@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from recx_worker.evaluation.bench import PeakMemory, Subject, bench_subject, percentile
+from recx_worker.devtools.bench_generate import PeakMemory, Subject, bench_subject, percentile
 
 
 def test_percentile_interpolates():

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from recx_worker.cli import app
 from recx_worker.config import DEFAULT_RAW_DATA
-from recx_worker.data.dataset import PreparedData
+from recx_worker.prepared import PreparedData
 
 RAW = Path(__file__).resolve().parents[1] / DEFAULT_RAW_DATA
 REVIEWS = RAW / "reviews_Musical_Instruments_5.json.gz"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recx_worker.data.dataset import ExplanationRecord
-from recx_worker.evaluation.baselines import MostFrequentExplanation
-from recx_worker.evaluation.runner import NO_ANSWER, RawRun, deliver, run_explainer
 from recx_worker.events import Evidence, RecommendationEvent
 from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
 from recx_worker.features import Lexicon
 from recx_worker.guard import Guard
+from recx_worker.prepared import ExplanationRecord
+from training.evaluation.baselines import MostFrequentExplanation
+from training.evaluation.runner import NO_ANSWER, RawRun, deliver, run_explainer
 
 LEXICON = Lexicon(["tuner", "strings", "display", "price"])
 
@@ -85,7 +85,7 @@ def test_deliver_falls_back_stage_by_stage_and_records_reasons():
 
 
 def test_external_files_named_and_with_failures(tmp_path):
-    from recx_worker.evaluation.evaluate import parse_external, read_external
+    from training.evaluation.evaluate import parse_external, read_external
 
     assert parse_external("prompt=runs/p.jsonl") == ("prompt", Path("runs/p.jsonl"))
     assert parse_external("runs/peter.jsonl") == ("ext:peter", Path("runs/peter.jsonl"))

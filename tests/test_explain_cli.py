@@ -17,8 +17,8 @@ import structlog
 from typer.testing import CliRunner
 
 from recx_worker.cli import app
-from recx_worker.data.dataset import PreparedData
 from recx_worker.events import ExplanationEvent, RecommendationEvent
+from recx_worker.prepared import PreparedData
 from recx_worker.retrieval.index import build_item_index
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from recx_worker.kafka_local.cluster import free_ports, port_in_use
+from recx_worker.devtools.kafka_local.cluster import free_ports, port_in_use
 
 BIN = Path(sys.executable).parent
 RECX = [str(BIN / "recx")] if (BIN / "recx").exists() else [sys.executable, "-m", "recx_worker.cli"]
@@ -123,7 +123,7 @@ def test_up_status_down_keeps_data_and_stops_only_its_pid(tmp_path) -> None:
 
 
 def test_broker_that_cannot_start_raises_with_its_log(tmp_path) -> None:
-    from recx_worker.kafka_local import KafkaSetupError, LocalKafka
+    from recx_worker.devtools.kafka_local import KafkaSetupError, LocalKafka
 
     cluster = LocalKafka(tmp_path / "k", jvm_opts="-XX:+NoSuchJvmFlag")
     with pytest.raises(KafkaSetupError, match="NoSuchJvmFlag"):

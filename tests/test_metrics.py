@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from recx_worker.evaluation.metrics import (
+from training.evaluation.metrics import (
     FeatureMatcher,
     bleu_totals,
     corpus_bleu,
@@ -22,7 +22,7 @@ from recx_worker.evaluation.metrics import (
     score,
     unique_sentence_ratio,
 )
-from recx_worker.evaluation.text import tokenize, truncate
+from training.evaluation.text import tokenize, truncate
 
 
 def toks(text: str) -> list[str]:

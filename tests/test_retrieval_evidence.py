@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from recx_worker.data.prepare import prepare
 from recx_worker.events import Evidence, HistoryEntry
 from recx_worker.retrieval.embedder import MiniLMEmbedder
 from recx_worker.retrieval.evidence import EvidenceStore, UnknownItemError
 from recx_worker.retrieval.index import build_item_index
+from training.data.prepare import prepare
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -28,7 +28,7 @@ def store(tmp_path_factory) -> EvidenceStore:
         features=FIXTURES / "features_tiny.txt",
         progress=False,
     )
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
 
     build_item_index(PreparedData(root / "data"), MiniLMEmbedder()).save(root / "index")
     return EvidenceStore.open(root / "data", root / "index")

@@ -10,9 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from recx_worker.cli import app
-from recx_worker.data.dataset import PreparedData
-from recx_worker.data.prepare import prepare
-from recx_worker.retrieval.bench import run_bench, synthetic_vectors
+from recx_worker.devtools.bench_index import run_bench, synthetic_vectors
+from recx_worker.prepared import PreparedData
 from recx_worker.retrieval.embedder import Embedder, MiniLMEmbedder
 from recx_worker.retrieval.index import (
     ItemIndex,
@@ -21,6 +20,7 @@ from recx_worker.retrieval.index import (
     choose_type,
     data_checksum,
 )
+from training.data.prepare import prepare
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from recx_worker.cli import app
-from recx_worker.evaluation.evaluate import EvalConfig, EvalInputError, parse_compare, run_eval
-from recx_worker.evaluation.metrics import corpus_bleu, rouge
-from recx_worker.evaluation.report import markdown_tables
-from recx_worker.evaluation.significance import paired_bootstrap
+from training.evaluation.evaluate import EvalConfig, EvalInputError, parse_compare, run_eval
+from training.evaluation.metrics import corpus_bleu, rouge
+from training.evaluation.report import markdown_tables
+from training.evaluation.significance import paired_bootstrap
 
 
 def toks(text: str) -> list[str]:

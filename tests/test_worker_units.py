@@ -69,7 +69,7 @@ def record(value: bytes, offset: int, headers=None) -> InRecord:
 
 
 def test_pipeline_gives_one_output_per_record_in_order(pipeline, settings) -> None:
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
 
     prepared = PreparedData(settings.paths.data_dir)
     user = sorted(prepared.user_histories)[0]

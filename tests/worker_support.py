@@ -38,10 +38,10 @@ def prepared_tiny(base: Path) -> tuple[Path, Path]:
     data, index = base / "tiny", base / "tiny-index"
     if (index / "manifest.json").exists():
         return data, index
-    from recx_worker.data.dataset import PreparedData
-    from recx_worker.data.prepare import prepare
+    from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.embedder import default_embedder
     from recx_worker.retrieval.index import build_item_index
+    from training.data.prepare import prepare
 
     reviews, features = FIXTURES / "reviews_tiny.json", FIXTURES / "features_tiny.txt"
     prepare(reviews, data, features=features, progress=False)
@@ -51,7 +51,7 @@ def prepared_tiny(base: Path) -> tuple[Path, Path]:
 
 def catalog(data: Path) -> tuple[list[str], list[str]]:
     """Users and items of a prepared-data directory."""
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
 
     prepared = PreparedData(data)
     return sorted(prepared.user_histories), sorted(prepared.item_profiles)

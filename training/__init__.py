@@ -1,1 +1,2 @@
-"""LoRA fine-tuning of the language-model explainer."""
+"""Offline ML: review data to explanation data (``data``), LoRA fine-tuning (``lora``) and
+explanation-quality evaluation (``evaluation``). The serving runtime never imports it."""

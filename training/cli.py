@@ -73,9 +73,9 @@ def lora(
 ) -> None:
     """Fine-tune a LoRA adapter: evidence context -> explanation (loss on the explanation)."""
     from recx_worker.config import load_settings
-    from recx_worker.data.dataset import PreparedData
     from recx_worker.lm.adapter import AdapterError
     from recx_worker.lm.loading import BaseModelError
+    from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
     from training.examples import build_examples
     from training.lora import TrainConfig, train_lora

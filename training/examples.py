@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from recx_worker.data.dataset import ExplanationRecord, PreparedData
 from recx_worker.lm.prompting import lm_input
+from recx_worker.prepared import ExplanationRecord, PreparedData
 
 
 @dataclass(frozen=True, slots=True)

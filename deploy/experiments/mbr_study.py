@@ -24,10 +24,10 @@ def dump(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from recx_worker.config import load_settings
-    from recx_worker.data.dataset import PreparedData
-    from recx_worker.evaluation.evaluate import build_requests
     from recx_worker.plugins import create_explainer
+    from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
+    from training.evaluation.evaluate import build_requests
 
     settings = load_settings()
     data = PreparedData(args.data)
@@ -65,9 +65,9 @@ def dump(args: argparse.Namespace) -> None:
 
 
 def score(args: argparse.Namespace) -> None:
-    from recx_worker.evaluation.metrics import corpus_bleu, rouge_l
-    from recx_worker.evaluation.text import PETER_REFERENCE_WORDS, tokenize
     from recx_worker.lm.selection import consensus_index, rouge_l_f1
+    from training.evaluation.metrics import corpus_bleu, rouge_l
+    from training.evaluation.text import PETER_REFERENCE_WORDS, tokenize
 
     rows = [json.loads(line) for line in args.file.read_text(encoding="utf-8").splitlines()]
     rows = [r for r in rows if r["beams"]]
@@ -104,7 +104,7 @@ def score(args: argparse.Namespace) -> None:
         n = sum(map(len, hyps)) / len(hyps)
         print(f"{name:32} {b1:7.2f} {b4:7.2f} {rl:7.2f} {n:6.1f}")
     # How close a user's own training explanations come to their reference (personal style).
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
 
     data = PreparedData(args.data)
     records = {r.record_id: r for r in data.split(args.split)}

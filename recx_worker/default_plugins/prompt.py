@@ -46,7 +46,7 @@ class PromptExplainer(LMExplainer):
     @cached_property
     def _train_by_item(self) -> dict[str, list[tuple[str, str]]]:
         """Short training (feature, explanation) pairs per item, for few-shot examples."""
-        from recx_worker.data.dataset import PreparedData
+        from recx_worker.prepared import PreparedData
 
         if self.settings is None:
             return {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from recx_worker.evaluation.metrics import lcs_length
 from recx_worker.features import words
+from recx_worker.textsim import lcs_length
 
 
 def rouge_l_f1(a: str, b: str) -> float:

@@ -39,7 +39,7 @@ def build(
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Embed item profiles (all-MiniLM-L6-v2) and build the FAISS index."""
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.embedder import default_embedder
     from recx_worker.retrieval.index import build_item_index
 
@@ -69,7 +69,7 @@ def query(
 ) -> None:
     """Print the nearest items to ``--item`` with their similarity and top features."""
     data, index = _paths(data, index)
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore, UnknownItemError
     from recx_worker.retrieval.index import IndexError_, ItemIndex
 
@@ -112,8 +112,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         ),
     ) -> None:
         """Build + query an n x dim synthetic index: build time, memory, queries/s, recall@k."""
-        from recx_worker.benchio import report
-        from recx_worker.retrieval.bench import run_bench
+        from recx_worker.devtools.bench_index import run_bench
+        from recx_worker.devtools.benchio import report
 
         if index_type not in ("ivf", "hnsw", "flat"):
             _fail(f"--type must be ivf, hnsw or flat, not {index_type!r}")
@@ -135,8 +135,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         ),
     ) -> None:
         """Evidence API calls/s and latency (single thread) over the test split's pairs."""
-        from recx_worker.benchio import report
-        from recx_worker.retrieval.bench import run_evidence_bench
+        from recx_worker.devtools.bench_index import run_evidence_bench
+        from recx_worker.devtools.benchio import report
         from recx_worker.retrieval.evidence import EvidenceStore
         from recx_worker.retrieval.index import IndexError_
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recx_worker.data.dataset import PreparedData
 from recx_worker.events import Evidence, HistoryEntry, SupportingItem
 from recx_worker.features import Lexicon
+from recx_worker.prepared import PreparedData
 from recx_worker.retrieval.index import ItemIndex, build_item_index, data_checksum
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from recx_worker.data.dataset import ItemProfile, PreparedData
+from recx_worker.prepared import ItemProfile, PreparedData
 
 IndexType = Literal["auto", "flat", "ivf", "hnsw"]
 FLAT_MAX = 50_000

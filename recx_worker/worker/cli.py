@@ -180,6 +180,6 @@ def register(app: typer.Typer) -> None:
 
 def register_bench(bench_app: typer.Typer) -> None:
     """Add ``recx bench worker``."""
-    from recx_worker.worker.bench import bench_worker
+    from recx_worker.devtools.bench_worker import bench_worker
 
     bench_app.command("worker")(bench_worker)

@@ -1,6 +1,6 @@
 """``recx data prepare``: reviews -> explanation records, split, profiles, stats, manifest.
 
-The output directory follows :mod:`recx_worker.data.dataset`. It is written to a temporary
+The output directory follows :mod:`recx_worker.prepared`. It is written to a temporary
 sibling and renamed into place, so readers never see a half-written directory.
 """
 
@@ -17,12 +17,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from recx_worker.data.dataset import SPLITS, ExplanationRecord
-from recx_worker.data.extract import extract
-from recx_worker.data.profiles import TrainReview, item_profiles, review_mentions, user_histories
-from recx_worker.data.readers import DataInputError, Format, ReadReport, Review, read_reviews
-from recx_worker.data.split import split_indices
 from recx_worker.features import Lexicon, words
+from recx_worker.prepared import SPLITS, ExplanationRecord
+from training.data.extract import extract
+from training.data.profiles import TrainReview, item_profiles, review_mentions, user_histories
+from training.data.readers import DataInputError, Format, ReadReport, Review, read_reviews
+from training.data.split import split_indices
 
 VERSION = 1
 
@@ -46,7 +46,7 @@ def sha256(path: Path) -> str:
 
 def _load_lexicon(features: Path | None, reviews: list[Review]) -> tuple[Lexicon, str]:
     if features is None:
-        from recx_worker.data.auto_lexicon import build_lexicon
+        from training.data.auto_lexicon import build_lexicon
 
         return build_lexicon(r.text for r in reviews), "auto"
     if not features.exists():

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from recx_worker.kafka_local.jars import KafkaSetupError
+from recx_worker.devtools.kafka_local.jars import KafkaSetupError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -43,7 +43,7 @@ def up(
     ] = None,
 ) -> None:
     """Format storage (first time), start the broker(s) and print the bootstrap servers."""
-    from recx_worker.kafka_local.cluster import LocalKafka
+    from recx_worker.devtools.kafka_local.cluster import LocalKafka
 
     try:
         cluster = LocalKafka(data_dir, nodes=nodes, port=port, detach=True)
@@ -74,7 +74,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show the nodes recorded in the data dir and whether their processes run."""
-    from recx_worker.kafka_local.cluster import LocalKafka
+    from recx_worker.devtools.kafka_local.cluster import LocalKafka
 
     try:
         cluster = LocalKafka(data_dir)
@@ -100,7 +100,7 @@ def down(
     grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 30.0,
 ) -> None:
     """Stop exactly the processes recorded in the data dir's pid files (data is kept)."""
-    from recx_worker.kafka_local.cluster import LocalKafka
+    from recx_worker.devtools.kafka_local.cluster import LocalKafka
 
     try:
         cluster = LocalKafka(data_dir)

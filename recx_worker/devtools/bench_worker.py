@@ -49,8 +49,8 @@ def bench_worker(
     out: Annotated[Path, typer.Option(help="JSON report")] = Path("reports/bench/worker.json"),
 ) -> None:
     """Events/s and p50/p99 end-to-end latency of 1..N workers vs raw consume+produce."""
-    from recx_worker.benchio import report
     from recx_worker.config import Settings
+    from recx_worker.devtools.benchio import report
 
     settings = Settings()
     data = data or settings.paths.data_dir
@@ -67,7 +67,7 @@ def bench_worker(
     interrupt_on_sigterm()  # a terminated bench still stops its workers and broker
     broker = None
     if bootstrap is None:
-        from recx_worker.kafka_local import LocalKafka
+        from recx_worker.devtools.kafka_local import LocalKafka
 
         broker = LocalKafka(Path(tempfile.mkdtemp(prefix="recx-bench-kafka-")), nodes=1).start()
         bootstrap = broker.bootstrap
@@ -182,7 +182,7 @@ def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) 
     if mode == "worker":
         cmd = [sys.executable, "-m", "recx_worker.cli", "worker"]
     else:
-        cmd = [sys.executable, "-m", "recx_worker.worker.bench", "passthrough"]
+        cmd = [sys.executable, "-m", "recx_worker.devtools.bench_worker", "passthrough"]
     log = open(Path(tempfile.gettempdir()) / f"{run}-{i}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -264,7 +264,7 @@ def _collect(bootstrap: str, topic: str, n: int, timeout_s: float) -> dict[str, 
 
 def _events_from_data(data: Path, n: int) -> list[dict]:
     """``n`` recommendation events from the test split, each with the user's history."""
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
 
     prepared = PreparedData(data)
     pairs = [(r.user_id, r.item_id) for r in prepared.split("test")]

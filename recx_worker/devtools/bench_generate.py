@@ -199,14 +199,14 @@ def run_generate_bench(
     config: Path | None = None,
 ) -> dict[str, Any]:
     """Benchmark each LM explainer in ``names`` on ``n`` test requests; print + write JSON."""
-    from recx_worker.benchio import report
     from recx_worker.config import load_settings
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.devtools.benchio import report
     from recx_worker.enrich import enrich
-    from recx_worker.evaluation.runner import record_event
     from recx_worker.explainer import ExplainRequest
     from recx_worker.plugins import UnknownExplainerError, create_explainer
+    from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
+    from training.evaluation.runner import record_event
 
     try:
         records = PreparedData(data_dir).split("test")[:n]

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from recx_worker.data.dataset import ExplanationRecord
+from recx_worker.prepared import ExplanationRecord
 
 # (key in a result, column title, digits)
 HEADLINE_COLUMNS = [

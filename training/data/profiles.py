@@ -6,15 +6,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from recx_worker.data.dataset import (
+from recx_worker.features import Lexicon, words
+from recx_worker.prepared import (
     ExplanationRecord,
     FeatureStat,
     HistoryItem,
     ItemProfile,
     UserHistory,
 )
-from recx_worker.data.text import feature_sentiment, sentences
-from recx_worker.features import Lexicon, words
+from training.data.text import feature_sentiment, sentences
 
 N_SNIPPETS = 3
 N_TOP_FOR_SNIPPETS = 8

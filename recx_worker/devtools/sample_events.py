@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
-from recx_worker.data.dataset import PreparedData
 from recx_worker.events import HistoryEntry, RecommendationEvent
+from recx_worker.prepared import PreparedData
 
 
 def _when(timestamp: int | None) -> datetime | None:

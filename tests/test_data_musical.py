@@ -1,4 +1,4 @@
-"""``recx data prepare`` on the shared Musical Instruments data (one run, ~20 s on 2 cores)."""
+"""``recx data prepare`` on the shipped Musical Instruments data (one run, ~20 s on 2 cores)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from recx_worker.data.auto_lexicon import build_lexicon, compare
-from recx_worker.data.dataset import SPLITS, PreparedData
-from recx_worker.data.prepare import prepare, sha256
-from recx_worker.data.readers import read_reviews
 from recx_worker.features import Lexicon
+from recx_worker.prepared import SPLITS, PreparedData
+from training.data.auto_lexicon import build_lexicon, compare
+from training.data.prepare import prepare, sha256
+from training.data.readers import read_reviews
 
-RAW = Path(__file__).resolve().parents[1] / "../shared/data/amazon-2014-musical-instruments-5core"
+RAW = Path(__file__).resolve().parents[1] / "data/amazon-2014-musical-instruments-5core"
 REVIEWS = RAW / "reviews_Musical_Instruments_5.json.gz"
 FEATURES = RAW / "features.txt"
-
-pytestmark = pytest.mark.skipif(not REVIEWS.exists(), reason="shared data not available")
 
 
 @pytest.fixture(scope="module")

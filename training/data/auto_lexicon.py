@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from recx_worker.data.text import NEGATIVE, POSITIVE, wordset
 from recx_worker.features import Lexicon, words
+from training.data.text import NEGATIVE, POSITIVE, wordset
 
 DETERMINERS = wordset("the this that these those my your his her their our its a an")
 STOP = wordset(

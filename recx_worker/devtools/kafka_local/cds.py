@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from recx_worker.kafka_local.jars import KafkaRuntime, cache_root
+from recx_worker.devtools.kafka_local.jars import KafkaRuntime, cache_root
 
 RECORDING = "cds.jsa.tmp"
 

@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import ClassVar
 
-from recx_worker.data.dataset import ExplanationRecord
 from recx_worker.explainer import BaseExplainer, ExplainRequest, Explanation
+from recx_worker.prepared import ExplanationRecord
 
 
 class MostFrequentExplanation(BaseExplainer):

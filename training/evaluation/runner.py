@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from tqdm import tqdm
 
 from recx_worker.chain import ChainFailure, ChainResult, ExplainerChain
-from recx_worker.data.dataset import ExplanationRecord
 from recx_worker.events import RecommendationEvent
 from recx_worker.explainer import Explainer, ExplainFailure, ExplainRequest, Explanation, Outcome
 from recx_worker.guard import Guard
+from recx_worker.prepared import ExplanationRecord
 
 FALLBACK = "template"
 NO_ANSWER = "none"

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from recx_worker.kafka_local import cds
-from recx_worker.kafka_local.jars import KafkaRuntime, KafkaSetupError, resolve_runtime
-from recx_worker.kafka_local.properties import NodeSpec, write_node_files
+from recx_worker.devtools.kafka_local import cds
+from recx_worker.devtools.kafka_local.jars import KafkaRuntime, KafkaSetupError, resolve_runtime
+from recx_worker.devtools.kafka_local.properties import NodeSpec, write_node_files
 
 DEFAULT_JVM_OPTS = (
     "-Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "

@@ -14,11 +14,12 @@ from typing import Any
 
 import structlog
 
-from recx_worker.data.dataset import ExplanationRecord, PreparedData
-from recx_worker.evaluation import plots
-from recx_worker.evaluation.baselines import MostFrequentExplanation
-from recx_worker.evaluation.report import markdown_tables, samples_markdown, write_json
-from recx_worker.evaluation.runner import (
+from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
+from recx_worker.prepared import ExplanationRecord, PreparedData
+from training.evaluation import plots
+from training.evaluation.baselines import MostFrequentExplanation
+from training.evaluation.report import markdown_tables, samples_markdown, write_json
+from training.evaluation.runner import (
     FALLBACK,
     NO_ANSWER,
     RawRun,
@@ -26,10 +27,9 @@ from recx_worker.evaluation.runner import (
     record_event,
     run_explainer,
 )
-from recx_worker.evaluation.scoring import Outputs, ScoringContext, score_outputs
-from recx_worker.evaluation.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
-from recx_worker.evaluation.text import PETER_REFERENCE_WORDS, tokenize
-from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
+from training.evaluation.scoring import Outputs, ScoringContext, score_outputs
+from training.evaluation.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
+from training.evaluation.text import PETER_REFERENCE_WORDS, tokenize
 
 log = structlog.get_logger(__name__)
 
@@ -189,7 +189,7 @@ def _cpu_model() -> str:
 
 
 def _hardware_text() -> str:
-    from recx_worker.benchio import hardware
+    from recx_worker.devtools.benchio import hardware
 
     hw = hardware()
     text = f"{_cpu_model()}, {hw['cpu_count']} CPUs"

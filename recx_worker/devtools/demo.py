@@ -7,7 +7,7 @@ prints every explanation as it arrives, then a summary. Everything it started is
 exit, Ctrl-C and errors included. Exit code 0 only when every valid event was explained and
 every malformed one was dead-lettered.
 
-    python -m recx_worker.demo [--events 200] [--workers 2] [--chain lora,prompt,template]
+    python -m recx_worker.devtools.demo [--events 200] [--workers 2] [--chain lora,prompt,template]
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def build_events(data_dir: Path, n: int, seed: int = 0) -> list[RecommendationEv
     """``n`` events from distinct held-out TEST (user, item) pairs, each with the user's TRAIN
     history (most recent first). Pairs whose item has no TRAIN profile are left out: the
     worker has no evidence for them."""
-    from recx_worker.data.dataset import PreparedData
+    from recx_worker.prepared import PreparedData
 
     data = PreparedData(data_dir)
     profiles, histories = data.item_profiles, data.user_histories
@@ -214,7 +214,7 @@ def local_kafka(data_dir: Path, keep: bool) -> Iterator[str]:
     A broker left running there by an earlier ``--keep-kafka`` run is stopped and its data
     wiped first, so every demo starts from empty topics.
     """
-    from recx_worker.kafka_local.cluster import LocalKafka
+    from recx_worker.devtools.kafka_local.cluster import LocalKafka
 
     if (data_dir / "state.json").exists():
         LocalKafka(data_dir).stop()
@@ -699,7 +699,7 @@ def run_demo(
         console.print(f"[bold]workers[/bold]: starting {workers} with chain {' -> '.join(chain)}")
         if "lora" in chain:
             describe_adapter(settings.paths.adapter_dir)
-        from recx_worker.kafka_local.cluster import free_ports
+        from recx_worker.devtools.kafka_local.cluster import free_ports
 
         pool.start(worker_env(settings, chain), free_ports(workers), logs)
         pool.wait_ready(timeout_s=300)
@@ -737,7 +737,7 @@ def main(
     ] = DEMO_DIR,
 ) -> None:
     """Run recx end to end on a local Kafka and print what it explains."""
-    from recx_worker.kafka_local.jars import KafkaSetupError
+    from recx_worker.devtools.kafka_local.jars import KafkaSetupError
 
     names = [name.strip() for name in chain.split(",") if name.strip()]
     if not names:

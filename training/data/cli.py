@@ -76,8 +76,8 @@ def prepare(
 ) -> None:
     """Reviews -> explanation records, a seeded 8:1:1 split, item profiles, user histories."""
     from recx_worker.config import load_settings
-    from recx_worker.data.prepare import prepare as run
-    from recx_worker.data.readers import DataInputError
+    from training.data.prepare import prepare as run
+    from training.data.readers import DataInputError
 
     if fmt not in ("amazon", "generic", "auto"):
         _fail(f"--format must be amazon, generic or auto, not {fmt!r}")
@@ -109,9 +109,9 @@ def lexicon(
     fmt: Annotated[str, typer.Option("--format", help="amazon | generic | auto")] = "auto",
 ) -> None:
     """Build the automatic feature lexicon and compare it with a reference lexicon."""
-    from recx_worker.data.auto_lexicon import build_lexicon, compare
-    from recx_worker.data.readers import DataInputError, read_reviews
     from recx_worker.features import Lexicon
+    from training.data.auto_lexicon import build_lexicon, compare
+    from training.data.readers import DataInputError, read_reviews
 
     try:
         auto = build_lexicon((r.text for r in read_reviews(reviews, fmt)), size=top)  # type: ignore[arg-type]

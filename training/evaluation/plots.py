@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from recx_worker.evaluation.metrics import FeatureMatcher
-from recx_worker.evaluation.text import tokenize
+from training.evaluation.metrics import FeatureMatcher
+from training.evaluation.text import tokenize
 
 BAR_METRICS = [
     ("bleu_1", "BLEU-1"),

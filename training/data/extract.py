@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from recx_worker.data.readers import Review
-from recx_worker.data.text import feature_sentiment, has_url, polarity, sentences, wordset
 from recx_worker.features import Lexicon, words
+from training.data.readers import Review
+from training.data.text import feature_sentiment, has_url, polarity, sentences, wordset
 
 MIN_WORDS, MAX_WORDS = 4, 30
 _FIRST_PERSON = wordset("i i'm i've i'd my me we our")

@@ -60,7 +60,7 @@ def eval_command(
     ),
 ) -> None:
     """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding; tables + plots."""
-    from recx_worker.evaluation.evaluate import EvalConfig, EvalInputError, command_line, run_eval
+    from training.evaluation.evaluate import EvalConfig, EvalInputError, command_line, run_eval
 
     cfg = EvalConfig(
         data_dir=data,
@@ -111,7 +111,7 @@ def bench_generate_command(
     config: Path | None = typer.Option(None, "--config", help="TOML settings file."),
 ) -> None:
     """Batched generation vs one-at-a-time generate(): expl/s, tokens/s, p50/p99, peak memory."""
-    from recx_worker.evaluation.bench import BenchInputError, run_generate_bench
+    from recx_worker.devtools.bench_generate import BenchInputError, run_generate_bench
 
     try:
         sizes = [int(s) for s in batch_sizes.split(",") if s.strip()] if batch_sizes else None

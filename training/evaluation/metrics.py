@@ -20,7 +20,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from recx_worker.evaluation.text import tokenize
+from recx_worker.textsim import lcs_length
+from training.evaluation.text import tokenize
 
 Tokens = Sequence[str]
 
@@ -103,19 +104,6 @@ def rouge_n(reference: Tokens, hypothesis: Tokens, n: int) -> tuple[float, float
     precision = overlap / len(hyp) if hyp else 0.0
     recall = overlap / len(ref) if ref else 0.0
     return precision, recall, 2.0 * precision * recall / (precision + recall + 1e-8)
-
-
-def lcs_length(a: Tokens, b: Tokens) -> int:
-    """Length of the longest common subsequence (O(len(a) * len(b)) time, O(len(b)) memory)."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, start=1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
-        prev = cur
-    return prev[-1]
 
 
 def rouge_l(reference: Tokens, hypothesis: Tokens) -> tuple[float, float, float]:

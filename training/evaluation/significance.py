@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from recx_worker.evaluation.metrics import Tokens, bleu_counts, bleu_from_counts, rouge_l
+from training.evaluation.metrics import Tokens, bleu_counts, bleu_from_counts, rouge_l
 
 BLEU_ORDER = 4
 DEFAULT_RESAMPLES = 1000

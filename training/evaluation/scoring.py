@@ -6,10 +6,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from recx_worker.data.dataset import ExplanationRecord, PreparedData
-from recx_worker.evaluation.metrics import FeatureMatcher, score
-from recx_worker.evaluation.text import PETER_REFERENCE_WORDS
 from recx_worker.features import Lexicon, words
+from recx_worker.prepared import ExplanationRecord, PreparedData
+from training.evaluation.metrics import FeatureMatcher, score
+from training.evaluation.text import PETER_REFERENCE_WORDS
 
 TEXT_KEYS = (
     "bleu_1", "bleu_4",

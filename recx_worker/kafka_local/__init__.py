@@ -1,6 +1,0 @@
-"""A local Apache Kafka (KRaft) owned by recx: jars, storage, processes."""
-
-from recx_worker.kafka_local.cluster import LocalKafka
-from recx_worker.kafka_local.jars import KafkaSetupError, resolve_runtime
-
-__all__ = ["KafkaSetupError", "LocalKafka", "resolve_runtime"]
