@@ -144,7 +144,8 @@ class ExplainerChain:
             explainer = create_explainer(name, settings=settings, store=store, **options)
             deadline_ms = settings.chain.deadline_ms.get(name, DEFAULT_DEADLINE_MS)
             stages.append((explainer, deadline_ms / 1000))
-        return cls(stages, guard or Guard.with_plugins(store.lexicon))
+        unsupported = settings.chain.unsupported_nouns
+        return cls(stages, guard or Guard.for_store(store, unsupported_nouns=unsupported))
 
     @property
     def names(self) -> list[str]:

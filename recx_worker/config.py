@@ -78,6 +78,11 @@ class ChainSettings(BaseModel):
         default_factory=dict, description="Per-explainer constructor options"
     )
     max_words: int = 25
+    unsupported_nouns: int = Field(
+        0,
+        description="Guard: nouns an explanation may use that neither the item's train reviews, "
+        "the catalogue at large nor the evidence mention (-1 turns the noun check off)",
+    )
 
 
 class ValidationSettings(BaseModel):

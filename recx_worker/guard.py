@@ -1,7 +1,10 @@
 """The guard every chain stage's text passes before it can reach a user.
 
 It rejects text that is empty or too long, mentions a feature the evidence does not support
-(ungrounded), contains personal data or links (URLs, e-mail addresses, phone numbers, caller
+(ungrounded), names things the item's own reviews never mention (unsupported nouns: with an
+item vocabulary from the prepared data, every noun of the text must occur in the item's
+train reviews, in the evidence, or across the catalogue; ``unsupported_nouns`` of them are
+tolerated), contains personal data or links (URLs, e-mail addresses, phone numbers, caller
 supplied forbidden terms), or echoes instructions / prompt sections / injected content.
 Plugins add checks through the ``recx_guards`` hook: classes whose instances have
 ``check(request, text) -> str | None`` (a rejection reason, or None).
@@ -17,6 +20,8 @@ from typing import Protocol
 from recx_worker.events import MAX_TEXT_CHARS
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon, words
+from recx_worker.nouns import nouns, number_forms
+from recx_worker.prepared import ItemVocabulary
 
 
 class ExtraGuard(Protocol):
@@ -58,6 +63,11 @@ _INJECTION = [
 ]
 
 
+def _supported(noun: str, vocabulary: frozenset[str]) -> bool:
+    """``noun``, its singular or its plural occurs in ``vocabulary``."""
+    return noun in vocabulary or any(form in vocabulary for form in number_forms(noun))
+
+
 class Guard:
     """Checks one explanation text against its request; see the module docstring."""
 
@@ -70,8 +80,12 @@ class Guard:
         max_chars: int = MAX_TEXT_CHARS,
         word_slack: float = 1.6,
         min_words: int = 3,
+        vocabulary: ItemVocabulary | None = None,
+        unsupported_nouns: int = 0,
     ) -> None:
         self.lexicon = lexicon
+        self.vocabulary = vocabulary
+        self.unsupported_nouns = unsupported_nouns
         terms = sorted({t.strip().lower() for t in forbidden_terms if t.strip()}, key=len)
         self._forbidden = (
             re.compile(
@@ -94,6 +108,14 @@ class Guard:
         extra = [guard_cls() for guard_cls in registered_guards()]
         return cls(lexicon, extra_guards=[*kwargs.pop("extra_guards", ()), *extra], **kwargs)
 
+    @classmethod
+    def for_store(cls, store: object, **kwargs) -> Guard:
+        """:meth:`with_plugins` for an evidence store: its lexicon, and the item vocabulary
+        of its prepared data when it has one (data prepared before it existed has none)."""
+        data = getattr(store, "data", None)
+        vocabulary = getattr(data, "item_vocabulary", None)
+        return cls.with_plugins(store.lexicon, vocabulary=vocabulary, **kwargs)  # type: ignore[attr-defined]
+
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
         mentioned = self.lexicon.find(text)
         allowed = request.evidence.allowed_features()
@@ -101,15 +123,39 @@ class Guard:
         if ungrounded:  # evidence features are normally lexicon-normalised already
             normalised = {" ".join(words(f)) for f in allowed}
             ungrounded = [f for f in ungrounded if f not in normalised]
-        reason = self._reason(request, text, ungrounded)
+        unsupported: list[str] = []
+        if self.vocabulary is not None and words(text):
+            own = self._supported_words(request)
+            # A feature the item's own reviews mention is grounded even if not in the evidence.
+            ungrounded = [f for f in ungrounded if not own.issuperset(f.split())]
+            if self.unsupported_nouns >= 0:
+                unsupported = [n for n in dict.fromkeys(nouns(text)) if not _supported(n, own)]
+        reason = self._reason(request, text, ungrounded, unsupported)
         return GuardVerdict(
             ok=reason is None,
             reason=reason,
             mentioned_features=mentioned,
-            grounded=not ungrounded,
+            grounded=not ungrounded and len(unsupported) <= max(self.unsupported_nouns, 0),
         )
 
-    def _reason(self, request: ExplainRequest, text: str, ungrounded: list[str]) -> str | None:
+    def _supported_words(self, request: ExplainRequest) -> frozenset[str]:
+        """Words the item's train reviews, the catalogue at large or the evidence use."""
+        assert self.vocabulary is not None
+        evidence = request.evidence
+        extra = [*evidence.allowed_features(), evidence.item_snippet or ""]
+        return (
+            self.vocabulary.words_of(request.item_id)
+            | self.vocabulary.generic
+            | {w for text in extra for w in words(text)}
+        )
+
+    def _reason(
+        self,
+        request: ExplainRequest,
+        text: str,
+        ungrounded: list[str],
+        unsupported: list[str] = (),  # type: ignore[assignment]
+    ) -> str | None:
         n_words = len(words(text))
         if n_words == 0:
             return "empty text"
@@ -122,6 +168,9 @@ class Guard:
             return f"too long: {len(text)} characters; the limit is {self.max_chars}"
         if ungrounded:
             return f"ungrounded feature '{ungrounded[0]}'"
+        if unsupported and len(unsupported) > self.unsupported_nouns:
+            shown = ", ".join(f"'{n}'" for n in unsupported[:3])
+            return f"unsupported noun {shown}: not in the item's reviews or the evidence"
         if _EMAIL.search(text):
             return "contains an e-mail address"
         if _URL.search(text):

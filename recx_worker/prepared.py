@@ -6,6 +6,8 @@ Layout of ``DIR`` (all UTF-8; JSON Lines are one object per line)::
     item_profiles.json                   {item_id: ItemProfile}   (TRAIN split only)
     user_histories.json                  {user_id: UserHistory}   (TRAIN split only)
     lexicon.txt                          the feature lexicon used (one feature per line)
+    item_vocab.json                      {"generic": [word], "items": {item_id: [word]}}
+                                         words of each item's TRAIN reviews (noun guard)
     stats.json                           counts, coverage, mean length, skipped inputs
     manifest.json                        inputs and their sha256, seed, created-at, version
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from recx_worker.features import Lexicon
+from recx_worker.features import Lexicon, words
 
 SPLITS = ("train", "valid", "test")
 
@@ -67,6 +69,47 @@ class UserHistory(BaseModel):
     features: list[FeatureStat] = Field(description="Features the user writes about, most first")
 
 
+class ItemVocabulary:
+    """The words each item's train reviews use, and the words common across the catalogue
+    (used by at least ``GENERIC_SHARE`` of the items: "price", "money", "one")."""
+
+    GENERIC_SHARE = 0.2
+
+    def __init__(self, items: dict[str, frozenset[str]], generic: frozenset[str]):
+        self.items = items
+        self.generic = generic
+
+    @classmethod
+    def build(cls, texts_by_item: dict[str, list[str]]) -> ItemVocabulary:
+        items = {
+            item: frozenset(w for text in texts for w in words(text))
+            for item, texts in texts_by_item.items()
+        }
+        counts: dict[str, int] = {}
+        for vocab in items.values():
+            for word in vocab:
+                counts[word] = counts.get(word, 0) + 1
+        threshold = max(2, cls.GENERIC_SHARE * len(items))
+        return cls(items, frozenset(w for w, n in counts.items() if n >= threshold))
+
+    def to_json(self) -> dict:
+        return {
+            "generic": sorted(self.generic),
+            "items": {item: sorted(vocab) for item, vocab in sorted(self.items.items())},
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict) -> ItemVocabulary:
+        return cls(
+            {item: frozenset(vocab) for item, vocab in raw["items"].items()},
+            frozenset(raw["generic"]),
+        )
+
+    def words_of(self, item_id: str) -> frozenset[str]:
+        """The item's own words (empty for an item the data does not know)."""
+        return self.items.get(item_id, frozenset())
+
+
 def read_jsonl(path: Path) -> Iterator[dict]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
@@ -103,6 +146,14 @@ class PreparedData:
     @cached_property
     def lexicon(self) -> Lexicon:
         return Lexicon.load(self.root / "lexicon.txt")
+
+    @cached_property
+    def item_vocabulary(self) -> ItemVocabulary | None:
+        """None for data prepared before item vocabularies existed (re-run prepare)."""
+        path = self.root / "item_vocab.json"
+        if not path.exists():
+            return None
+        return ItemVocabulary.from_json(json.loads(path.read_text(encoding="utf-8")))
 
     @cached_property
     def stats(self) -> dict:

@@ -155,4 +155,6 @@ def test_cli_prepare_generic_format_auto_lexicon(tmp_path: Path) -> None:
     data = PreparedData(out)
     assert data.manifest["lexicon"]["source"] == "auto"
     assert {"tuner", "strings", "cable"} <= set(data.lexicon.features)
-    assert data.stats["records"] > 20
+    # The fixture repeats sentences across users of one item: deduplication drops those.
+    assert data.stats["dedup"]["records_before"] > 20
+    assert data.stats["records"] >= 10

@@ -164,3 +164,28 @@ def test_never_invents_a_feature(lexicon: Lexicon):
         verdict = guard.check(request, text)
         assert verdict.ok, (text, verdict.reason)
         assert set(verdict.mentioned_features) <= request.evidence.allowed_features()
+
+
+def test_adjectives_and_verbs_never_fill_the_feature_slot():
+    # Words an automatic lexicon put forward in another domain (issue 13).
+    noisy = ["greasy", "healthy", "carrying", "expected", "residue", "teeth"]
+    texts = explain(*(make(f"g-{n}", item_features=noisy, history=False) for n in range(40)))
+    for text in texts:
+        lowered = text.lower()
+        for word in ("greasy", "healthy", "carrying", "expected"):
+            assert f"the {word} " not in lowered, text
+        assert lowered.startswith("the residue is "), text
+    with_teeth = [t for t in texts if "teeth" in t]
+    assert with_teeth and all("the teeth are " in t for t in with_teeth)
+    assert all("teeth is" not in t for t in texts)
+
+
+def test_only_non_nouns_gives_the_featureless_sentence():
+    (text,) = explain(make(item_features=["greasy", "healthy"], history=False))
+    assert text.rstrip(".").lower() in template.NO_FEATURE
+
+
+def test_irregular_plurals_agree():
+    for feature, be in (("teeth", "are"), ("bass", "is"), ("gig bags", "are"), ("glass", "is")):
+        (text,) = explain(make("one", item_features=[feature], history=False))
+        assert text.lower().startswith(f"the {feature} {be} "), text

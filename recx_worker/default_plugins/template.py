@@ -7,7 +7,8 @@ for a third of events (every event with ``style="personal"``) a clause names the
 history item's rating when it shares the lead feature. A hash of ``event_id`` picks the
 phrasing, so the same event always gets the same text. Sentences read like review sentences
 ("the tuner is great and it works well"), since those are what explanations are scored against.
-Cold-start users (no history, no known features) get item-only text.
+Only nouns fill the feature slot, and the verb agrees with the feature's number ("the teeth
+are", "the bass is"). Cold-start users (no history, no known features) get item-only text.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from recx_worker.events import SupportingItem
 from recx_worker.explainer import BaseExplainer, ExplainRequest, Explanation
 from recx_worker.features import words
 from recx_worker.hookspecs import hookimpl
+from recx_worker.nouns import is_noun_phrase, is_plural
+
+__all__ = ["TemplateExplainer", "is_plural"]
 
 # Fixed wording must never contain a lexicon feature (a test checks this against features.txt).
 # Each phrasing has a singular and a plural form ("the tuner is" / "the strings are").
@@ -44,11 +48,6 @@ NO_FEATURE = (
 )
 
 
-def is_plural(feature: str) -> bool:
-    last = feature.split()[-1]
-    return last.endswith("s") and not last.endswith(("ss", "us", "is"))
-
-
 def _pick(options: tuple, seed: int, salt: int = 0):
     """A phrasing chosen by byte ``salt`` of the event's hash."""
     return options[(seed >> (8 * salt)) % len(options)]
@@ -71,7 +70,9 @@ class TemplateExplainer(BaseExplainer):
         # the user's own features, then those shared with their history, come next.
         top = evidence.item_features[:1]
         order = [*top, *evidence.user_features, *shared, *evidence.item_features]
-        ranked = [f for f in dict.fromkeys(order) if f not in NOT_A_LEAD] or list(order)
+        # Only nouns fill the noun slot ("the greasy is great" never; see is_noun_phrase).
+        nouns = [f for f in dict.fromkeys(order) if is_noun_phrase(f)]
+        ranked = [f for f in nouns if f not in NOT_A_LEAD] or nouns
         if not ranked:
             return Explanation(text=_tidy(_pick(NO_FEATURE, seed)))
         lead = ranked[0]

@@ -1,129 +1,100 @@
-"""Build a feature lexicon from reviews when none is given (POS-free, deterministic).
+"""Build a feature lexicon from reviews when none is given.
 
-Method: product aspects are nouns that reviewers *refer to*; without a POS tagger, the signal
-for "is a noun" is how often a word follows a determiner or possessive ("the tuner", "my
-strap", "this cable"). Each candidate unigram and bigram (no stop word, opinion word, number
-or -ly adverb inside) is scored by::
+Candidates are what a part-of-speech tagger (spaCy, :mod:`recx_worker.nouns`) tags as nouns:
+single nouns and noun-noun compounds ("gig bag"). A candidate must pass four filters:
 
-    document frequency x share of occurrences after a determiner (smoothed)
+* **noun** - at least ``MIN_NOUN_SHARE`` of the word's occurrences are tagged as a noun, so
+  adjectives ("greasy", "healthy") and verbs ("keeps") never become features;
+* **specific** - its frequency in the reviews is at least e^``MIN_SPECIFICITY`` times its
+  frequency in general English (wordfreq, the background corpus): domain-generic words and
+  people and relations ("husband", "gift", "store") drop out, domain words ("tuner") stay,
+  and so do the few generic words reviewers use as aspects (price, quality, product);
+* **not a name** - written capitalised mid-sentence in at most ``MAX_CAPITALISED`` of its
+  occurrences (brands and people: "Fender", "Martin");
+* **not review talk** - not one of the few words every review corpus has (``REVIEW_GENRE``).
 
-Adjectives are dropped: a candidate that follows an intensifier ("very", "too", "pretty") in
-more than 3 % of its occurrences is not a noun. Bigrams must also be collocations (observed
-count >= 3x the count expected from their parts) and follow a determiner. The top ``size``
-candidates, most frequent first, form the lexicon.
+Survivors are ranked by how often they occur as nouns (compounds count half, so a compound
+must be frequent in its own right) and the top ``size`` form the lexicon.
+Measured on Musical Instruments against its hand-made ``features.txt``: see docs/data.md.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 
-from recx_worker.features import Lexicon, words
-from training.data.text import NEGATIVE, POSITIVE, wordset
+from recx_worker.features import Lexicon
+from recx_worker.nouns import NOUN_TAGS, tag, word_frequency
+from training.data.text import wordset
 
-DETERMINERS = wordset("the this that these those my your his her their our its a an")
-STOP = wordset(
-    """
-    a an the this that these those my your his her their our its it it's i i'm i've i'd me we
-    you he she they them us and or but if so than then too very really just also only even
-    still not no nor of in on at to for from by with about as into onto over under after
-    before out up down off again more most much many some any all each every both few other
-    such own same is are was were be been being am have has had having do does did doing
-    will would can could should shall may might must one two three four five six seven eight
-    nine ten lot lots bit thing things way ways time times day days year years week weeks
-    month months something anything everything nothing someone anyone everyone people person
-    guy guys while since because though although until what which who whom whose when where
-    why how there here there's that's what's don't doesn't didn't isn't wasn't aren't won't
-    can't couldn't wouldn't get got gets getting make makes made go goes went use used using
-    uses work works worked need needs needed want wants wanted buy bought say said know knew
-    think thought see saw look looks looked come came take took give gave put keep kept find
-    found try tried first last next new old little big long high low right left sure well
-    back around enough though however instead either neither yes ok okay etc amazon star
-    stars review reviews reviewer item items purchase purchased order ordered company
-    seller dollars bucks kind fact couple ones others point reason place end job deal idea
-    stuff whole mine part piece side top bottom overall without now always never quite
-    definitely actually probably especially almost yet ever once simply absolutely another
-    through going seems seem feel feels comes built set play looking pretty different real
-    super extra plus true open single regular original huge half past second means matter
-    amount included opinion friend name
-    """
+MIN_NOUN_SHARE = 0.3
+MIN_SPECIFICITY = 1.0  # natural log of (review frequency / general-English frequency)
+MAX_CAPITALISED = 0.5
+COMPOUND_WEIGHT = 0.5
+BACKGROUND_FLOOR = 1e-8  # frequency of a word general English never uses
+REVIEW_GENRE = wordset(
+    "amazon star stars seller sellers shipping reviewer reviewers customer customers "
+    "ones bit lot lots alot thing things"
 )
-INTENSIFIERS = wordset(
-    "very so too quite really pretty more most less fairly extremely super rather somewhat"
-)
-_EXCLUDED = STOP | ((POSITIVE | NEGATIVE) - {"quality", "value", "return", "issue"})
+_SENTENCE_END = frozenset('.!?\n"')
 
 
-def _ok(token: str) -> bool:
-    return len(token) > 2 and token.isalpha() and token not in _EXCLUDED
-
-
-def _comparative(tok: str, adjective) -> bool:
-    """``tok`` is the -er form of an adjective (smaller, larger, heavier, bigger)."""
-    if not tok.endswith("er") or len(tok) < 5:
-        return False
-    stems = (tok[:-2], tok[:-1], tok[:-3] + "y", tok[:-3])
-    return any(adjective(stem) for stem in stems if len(stem) > 2)
+def _candidate(token: str) -> bool:
+    return len(token) > 2 and token.isalpha()
 
 
 def build_lexicon(texts: Iterable[str], size: int = 300, min_df: int | None = None) -> Lexicon:
-    """The top ``size`` aspect candidates of ``texts`` (see module docstring); a candidate
-    needs ``min_df`` documents (default: 2 to 10, growing with the corpus)."""
+    """The top ``size`` noun features of ``texts`` (see the module docstring); a candidate
+    needs ``min_df`` documents (default: 3 to 10, growing with the corpus)."""
     df: Counter = Counter()
-    after_det: Counter = Counter()
-    after_int: Counter = Counter()
-    total: Counter = Counter()
-    uni: Counter = Counter()
+    as_noun: Counter = Counter()
+    seen_total: Counter = Counter()
+    capitalised: Counter = Counter()
+    mid_sentence: Counter = Counter()
     n_tokens = n_docs = 0
-    for text in texts:
+    for tagged in tag(texts):
         n_docs += 1
-        tokens = words(text)
-        n_tokens += len(tokens)
-        seen: set[str] = set()
-        for i, tok in enumerate(tokens):
-            uni[tok] += 1
-            if not _ok(tok):
+        n_tokens += len(tagged)
+        in_doc: set[str] = set()
+        for i, (token, tag_, cap) in enumerate(tagged):
+            seen_total[token] += 1
+            previous = tagged[i - 1][0] if i else "."
+            if previous[-1] not in _SENTENCE_END and not previous.isspace():
+                mid_sentence[token] += 1
+                capitalised[token] += cap
+            if tag_ not in NOUN_TAGS or not _candidate(token):
                 continue
-            det = i > 0 and tokens[i - 1] in DETERMINERS
-            total[tok] += 1
-            after_det[tok] += det
-            after_int[tok] += i > 0 and tokens[i - 1] in INTENSIFIERS
-            seen.add(tok)
-            if i + 1 < len(tokens) and _ok(tokens[i + 1]):
-                bigram = f"{tok} {tokens[i + 1]}"
-                total[bigram] += 1
-                after_det[bigram] += det
-                seen.add(bigram)
-        df.update(seen)
-
-    def adjective(tok: str) -> bool:
-        return tok in _EXCLUDED or after_int[tok] > 0.03 * max(total[tok], 1)
+            as_noun[token] += 1
+            in_doc.add(token)
+            if i + 1 < len(tagged):
+                nxt, nxt_tag, _ = tagged[i + 1]
+                if nxt_tag in NOUN_TAGS and _candidate(nxt):
+                    compound = f"{token} {nxt}"
+                    as_noun[compound] += 1
+                    in_doc.add(compound)
+        df.update(in_doc)
 
     if min_df is None:
-        min_df = max(2, min(10, n_docs // 500))
-    scored: dict[str, float] = {}
-    for cand, freq in df.items():
-        if freq < min_df:
-            continue
-        det_share = (after_det[cand] + 1) / (total[cand] + 5)
+        min_df = max(3, min(10, n_docs // 1000))
+
+    def keep(cand: str) -> bool:
         parts = cand.split()
-        if any(after_int[p] > 0.03 * total[p] for p in parts):
-            continue  # an adjective ("small", "heavy")
-        if any(p.endswith("ly") and p[:-2] in uni for p in parts):
-            continue  # an adverb ("fairly"); "supply" and "assembly" stay
-        if any(_comparative(p, adjective) for p in parts):
-            continue  # "smaller", "heavier"
-        if " " in cand:
-            a, b = cand.split()
-            expected = uni[a] * uni[b] / max(n_tokens, 1)
-            if total[cand] < 3 * expected or det_share < 0.2:
-                continue
-        elif det_share < 0.1:
-            continue
-        scored[cand] = freq * det_share
-    top = sorted(scored, key=lambda c: (-scored[c], c))[:size]
-    top.sort(key=lambda c: (-df[c], c))
-    return Lexicon(top)
+        if df[cand] < min_df or any(p in REVIEW_GENRE for p in parts):
+            return False
+        if " " not in cand and as_noun[cand] < MIN_NOUN_SHARE * seen_total[cand]:
+            return False
+        if any(capitalised[p] > MAX_CAPITALISED * max(mid_sentence[p], 1) for p in parts):
+            return False
+        background = max(word_frequency(cand), BACKGROUND_FLOOR)
+        return math.log(as_noun[cand] / max(n_tokens, 1) / background) >= MIN_SPECIFICITY
+
+    scores = {
+        cand: count * (COMPOUND_WEIGHT if " " in cand else 1.0)
+        for cand, count in as_noun.items()
+        if keep(cand)
+    }
+    return Lexicon(sorted(scores, key=lambda c: (-scores[c], c))[:size])
 
 
 def compare(auto: Lexicon, reference: Lexicon, top: int = 300) -> dict[str, float]:

@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recx_worker.config import DEFAULT_RAW_DATA
-
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 
@@ -29,6 +27,20 @@ def stats_table(stats: dict) -> Table:
     table.add_column("value", justify="right")
     table.add_row("reviews read", f"{stats['reviews_read']:,}")
     table.add_row("explanation records", f"{stats['records']:,}")
+    if "dedup" in stats:
+        dedup = stats["dedup"]
+        table.add_row(
+            "copied reviews (exact rows / on other items)",
+            f"{dedup['reviews']['exact_rows']:,} / {dedup['reviews']['cross_item_copies']:,}",
+        )
+        reasons = ", ".join(f"{k} {v:,}" for k, v in dedup["dropped"].items())
+        table.add_row(
+            "duplicates dropped",
+            f"{dedup['dropped_total']:,} of {dedup['records_before']:,} ({reasons})",
+        )
+        by_split = ", ".join(f"{k} {v:,}" for k, v in dedup["dropped_by_split"].items())
+        table.add_row("  dropped from", by_split)
+        table.add_row("  moved to train (user/item unseen)", f"{dedup['moved_to_train']:,}")
     table.add_row("coverage", f"{stats['coverage']:.1%}")
     for name, split in stats["splits"].items():
         table.add_row(
@@ -100,29 +112,39 @@ def prepare(
 
 @app.command()
 def lexicon(
-    reviews: Annotated[Path, typer.Option(help="Reviews file")] = DEFAULT_RAW_DATA / REVIEWS_FILE,
+    reviews: Annotated[Path, typer.Option(help="Reviews file")],
     reference: Annotated[
-        Path | None, typer.Option(help="Compare with this lexicon (precision/recall)")
-    ] = DEFAULT_RAW_DATA / FEATURES_FILE,
+        Path | None,
+        typer.Option(help="Compare with this lexicon (precision/recall at --top); none by default"),
+    ] = None,
     top: Annotated[int, typer.Option(help="Size of the lexicon")] = 300,
     out: Annotated[Path | None, typer.Option(help="Write the lexicon here")] = None,
     fmt: Annotated[str, typer.Option("--format", help="amazon | generic | auto")] = "auto",
 ) -> None:
-    """Build the automatic feature lexicon and compare it with a reference lexicon."""
+    """Build the automatic feature lexicon (nouns scored against general English); with
+    --reference, its precision and recall against that lexicon."""
+    import time
+
     from recx_worker.features import Lexicon
     from training.data.auto_lexicon import build_lexicon, compare
     from training.data.readers import DataInputError, read_reviews
 
+    if reference is not None and not reference.is_file():
+        _fail(f"reference lexicon not found: {reference}")
+    started = time.perf_counter()
     try:
         auto = build_lexicon((r.text for r in read_reviews(reviews, fmt)), size=top)  # type: ignore[arg-type]
     except DataInputError as exc:
         _fail(str(exc))
         return
-    console.print(f"{len(auto)} features; first 40: " + ", ".join(auto.features[:40]))
+    seconds = time.perf_counter() - started
+    console.print(
+        f"{len(auto)} features in {seconds:.1f} s; first 40: " + ", ".join(auto.features[:40])
+    )
     if out is not None:
         auto.save(out)
         console.print(f"wrote {out}")
-    if reference is not None and reference.exists():
+    if reference is not None:
         cmp = compare(auto, Lexicon.load(reference), top=top)
         console.print(
             f"vs {reference}: top-{top} overlap {cmp['overlap']}, "

@@ -18,13 +18,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from recx_worker.features import Lexicon, words
-from recx_worker.prepared import SPLITS, ExplanationRecord
+from recx_worker.prepared import SPLITS, ExplanationRecord, ItemVocabulary
+from training.data.dedup import check_leakage, deduplicate, review_copies
 from training.data.extract import extract
 from training.data.profiles import TrainReview, item_profiles, review_mentions, user_histories
 from training.data.readers import DataInputError, Format, ReadReport, Review, read_reviews
 from training.data.split import split_indices
 
-VERSION = 1
+VERSION = 2  # 2: deduplication, leakage check, item_vocab.json
 
 
 @dataclass
@@ -91,8 +92,8 @@ def prepare(
     lexicon, lexicon_source = _load_lexicon(features, reviews)
 
     records: list[ExplanationRecord] = []
-    scores: list[float] = []
-    kept: list[Review] = []
+    scores: dict[str, float] = {}
+    kept: dict[str, Review] = {}
     no_explanation: Counter = Counter()
     for review in tqdm(reviews, desc="extract", unit=" reviews", disable=not progress):
         found = extract(review, lexicon)
@@ -111,24 +112,39 @@ def prepare(
                 explanation=found.explanation,
             )
         )
-        scores.append(found.score)
-        kept.append(review)
+        scores[records[-1].record_id] = found.score
+        kept[records[-1].record_id] = review
     if not records:
         raise DataInputError(
             f"{reviews_path}: no review yielded an explanation ({dict(no_explanation)}); "
             "check the feature lexicon"
         )
 
+    # Split all records first, then drop copies: survivors keep their id and their split.
     parts = split_indices(records, seed=seed)
-    splits = {name: [records[i] for i in parts[name]] for name in SPLITS}
+    splits, dedup = deduplicate(
+        {name: [records[i] for i in parts[name]] for name in SPLITS},
+        {rid: review.text for rid, review in kept.items()},
+    )
+    check_leakage(splits)
     train = [
-        TrainReview(records[i], scores[i], review_mentions(kept[i].text, lexicon))
-        for i in tqdm(parts["train"], desc="profiles", unit=" reviews", disable=not progress)
+        TrainReview(r, scores[r.record_id], review_mentions(kept[r.record_id].text, lexicon))
+        for r in tqdm(splits["train"], desc="profiles", unit=" reviews", disable=not progress)
     ]
     profiles = item_profiles(train)
+    texts_by_item: dict[str, list[str]] = {}
+    for r in splits["train"]:
+        review = kept[r.record_id]
+        texts_by_item.setdefault(r.item_id, []).extend([review.text, review.title])
+    vocabulary = ItemVocabulary.build(texts_by_item)
     histories = user_histories(train)
 
     stats = _stats(splits, reviews, report, no_explanation, lexicon)
+    stats["dedup"] = {
+        "reviews": review_copies(reviews),
+        "records_before": len(records),
+        **dedup.as_dict(),
+    }
     manifest = {
         "version": VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -139,7 +155,10 @@ def prepare(
         "split": {
             "ratios": [8, 1, 1],
             "method": "seeded shuffle; first record of each user and item reserved for train",
+            "dedup": "after the split, copies dropped (train kept first); see docs/data.md",
+            "leakage_check": "passed",
         },
+        "dedup": stats["dedup"],
     }
     if features is not None:
         manifest["inputs"]["features"] = {"path": str(features), "sha256": sha256(features)}
@@ -153,6 +172,7 @@ def prepare(
     _write_json(tmp / "item_profiles.json", {k: v.model_dump() for k, v in profiles.items()})
     _write_json(tmp / "user_histories.json", {k: v.model_dump() for k, v in histories.items()})
     lexicon.save(tmp / "lexicon.txt")
+    (tmp / "item_vocab.json").write_text(json.dumps(vocabulary.to_json()), encoding="utf-8")
     seconds = round(time.perf_counter() - started, 2)
     stats["seconds"] = seconds
     _write_json(tmp / "stats.json", stats)

