@@ -167,3 +167,44 @@ def test_lora_prompt_leads_with_the_items_top_feature(tmp_path):
     assert LoraExplainer(adapter_dir=tmp_path, lead_feature="none").answer_prefixes([req]) == [""]
     with pytest.raises(ValueError, match="lead_feature"):
         LoraExplainer(adapter_dir=tmp_path, lead_feature="first")
+
+
+def test_init_adapter_starts_from_the_parent_and_records_it(trained, tmp_path):
+    parent_config, _ = trained
+    parent_manifest = read_manifest(parent_config.out_dir)
+    config = TrainConfig(
+        out_dir=tmp_path / "child-v1",
+        work_dir=tmp_path / "work",
+        base=parent_config.base,
+        epochs=1,
+        batch_size=4,
+        lr=5e-3,
+        rank=32,  # ignored: the parent's shape wins
+        eval_every=1,
+        warmup_steps=1,
+        threads=1,
+        init_adapter=parent_config.out_dir,
+    )
+    prompt = lm_input(Evidence(item_features=["scent"]))
+    new_domain = [Example(f"n{i}", prompt, "the scent is lovely") for i in range(4)]
+    logs: list[str] = []
+    result = train_lora(config, new_domain, examples(4), progress=False, log=logs.append)
+    assert logs[0].startswith(f"starting from adapter {parent_config.out_dir}")
+    # Step 0 evaluates the parent itself: the best loss the parent reached on this valid set.
+    assert result.history[0]["valid_loss"] == pytest.approx(
+        parent_manifest["best_valid_loss"], abs=0.05
+    )
+    manifest = read_manifest(config.out_dir)
+    parent = manifest["parent_adapter"]
+    assert parent["version"] == "tiny-v1" and parent["path"] == str(parent_config.out_dir)
+    assert parent["checksum"].startswith("sha256:")
+    assert manifest["hyperparameters"]["rank"] == 4
+    assert manifest["hyperparameters"]["init_adapter"] == str(parent_config.out_dir)
+
+
+def test_init_adapter_must_be_an_adapter(gpt2_dir, tmp_path):
+    config = TrainConfig(
+        out_dir=tmp_path / "x", base=str(gpt2_dir), init_adapter=tmp_path / "missing"
+    )
+    with pytest.raises(AdapterError, match="does not exist"):
+        train_lora(config, examples(2), examples(2), progress=False, log=lambda _: None)

@@ -65,6 +65,13 @@ def lora(
     patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (evals)")] = 3,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Time budget")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint")] = False,
+    init_adapter: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this adapter (its rank and layers) and adapt it to --data: "
+            "few-shot or a new domain; the manifest records it as the parent"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16")] = "auto",
@@ -112,6 +119,7 @@ def lora(
         device=device,
         dtype=dtype,
         threads=threads,
+        init_adapter=init_adapter,
         extra={"max_train": max_train, "max_valid": max_valid},
     )
     extra = {"data": {"dir": str(data_dir), "checksum": data_checksum(data_dir)}}

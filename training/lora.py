@@ -3,6 +3,8 @@
 Loss on the target tokens only; AdamW with warm-up and linear decay; validation loss every
 ``eval_every`` steps with early stopping; the best adapter is kept; a checkpoint (adapter,
 optimizer, scheduler, RNG, progress) is written at each evaluation so ``--resume`` continues.
+With ``init_adapter`` the run starts from an existing adapter (its LoRA shape and weights) and
+adapts it to new data - few-shot, cross-domain; the manifest names it as the parent.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None
+    init_adapter: Path | None = None  # start from this adapter (few-shot / new domain)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -56,6 +59,7 @@ class TrainConfig:
         data.pop("out_dir")
         data.pop("work_dir")
         data.pop("extra")
+        data["init_adapter"] = str(self.init_adapter) if self.init_adapter else None
         return data | self.extra
 
 
@@ -193,6 +197,45 @@ def _save_adapter(model: Any, folder: Path) -> None:
     save_file(state, str(weights), metadata={"format": "pt"})
 
 
+def _adapter_checksum(folder: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
+    return f"sha256:{digest}"
+
+
+def _start_from(
+    base_model: Any, config: TrainConfig, resolved: Any, log: Callable[[str], None]
+) -> tuple[Any, dict[str, Any]]:
+    """The parent adapter on ``base_model``, trainable, and its description for the manifest.
+    The parent's LoRA shape (rank, alpha, layers) replaces the config's."""
+    from peft import PeftModel
+
+    from recx_worker.lm.adapter import AdapterError, read_manifest
+
+    parent_dir = Path(config.init_adapter)  # type: ignore[arg-type]
+    parent = read_manifest(parent_dir)
+    expected = parent["base_model"].get("checksum")
+    if expected and expected != resolved.checksum:
+        raise AdapterError(
+            f"--init-adapter {parent_dir} was trained on base {expected}, but the base loaded "
+            f"is {resolved.checksum}"
+        )
+    model = PeftModel.from_pretrained(base_model, str(parent_dir), is_trainable=True)
+    lora = model.peft_config["default"]
+    config.rank, config.alpha = lora.r, lora.lora_alpha
+    layers = lora.layers_to_transform
+    config.layers = len(layers) if layers else 0
+    log(f"starting from adapter {parent_dir} (version {parent['version']}, rank {lora.r})")
+    return model, {
+        "path": str(parent_dir),
+        "version": parent["version"],
+        "checksum": _adapter_checksum(parent_dir),
+        "data": parent.get("data"),
+        "train_examples": parent.get("train_examples"),
+    }
+
+
 def train_lora(
     config: TrainConfig,
     train: Sequence[Example],
@@ -228,10 +271,16 @@ def train_lora(
     work = Path(config.work_dir or Path("var/train") / out.name)
     ckpt = work / CHECKPOINT
     targets, fan_in_fan_out = lora_targets(base_model)
+    parent: dict[str, Any] | None = None
     if resume and (ckpt / STATE).exists():
         model = PeftModel.from_pretrained(base_model, str(ckpt), is_trainable=True)
         state = torch.load(ckpt / STATE, weights_only=False)
         log(f"resuming from {ckpt} at step {state['step']}")
+        if config.init_adapter is not None:
+            parent = state.get("parent")
+    elif config.init_adapter is not None:
+        model, parent = _start_from(base_model, config, resolved, log)
+        state = None
     else:
         if resume:
             log(f"no checkpoint in {ckpt}; starting from scratch")
@@ -301,6 +350,7 @@ def train_lora(
                 "rng": {"python": rng.getstate(), "torch": torch.get_rng_state()},
                 "epoch_batches": epoch_batches,
                 "epoch_batches_done": epoch_batches_done,
+                "parent": parent,
             },
             ckpt / STATE,
         )
@@ -376,6 +426,7 @@ def train_lora(
         "history": history,
         "training_seconds": round(seconds, 1),
         "hardware": hardware(device.describe()),
+        "parent_adapter": parent,
     } | (manifest_extra or {})
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return TrainResult(out, step, best_step, best_loss, running, seconds, stopped, history)
