@@ -150,3 +150,85 @@ def lexicon(
             f"vs {reference}: top-{top} overlap {cmp['overlap']}, "
             f"precision {cmp['precision']:.3f}, recall {cmp['recall']:.3f}"
         )
+
+
+@app.command("guard-study")
+def guard_study(
+    data: Annotated[Path, typer.Option(help="Prepared-data directory")],
+    index: Annotated[Path | None, typer.Option(help="Its item index")] = None,
+    split: Annotated[str, typer.Option(help="Records whose items and sentences are used")] = "test",
+    limit: Annotated[int | None, typer.Option(min=1, help="First N records only")] = None,
+    foreign: Annotated[
+        Path | None,
+        typer.Option(help="Another domain's lexicon, for the 'other domain' sentences"),
+    ] = None,
+    tolerance: Annotated[
+        str, typer.Option(help="Comma-separated unsupported-noun tolerances to measure")
+    ] = "0,1,2",
+    out: Annotated[Path | None, typer.Option(help="Write the results here (JSON)")] = None,
+) -> None:
+    """False rejections on the items' own sentences; catches of another item's or another
+    domain's features: the lexicon-only guard beside the noun-level guard."""
+    import json
+    import time
+
+    from recx_worker.features import Lexicon
+    from training.data.guard_study import guard_study as run
+
+    started = time.perf_counter()
+    try:
+        tolerances = [int(t) for t in tolerance.split(",") if t.strip()]
+        result = run(
+            data,
+            index,
+            split,
+            limit,
+            Lexicon.load(foreign) if foreign else None,
+            tolerances,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    table = Table(title=f"guard study: {data} ({split}; sets {result['sets']})")
+    table.add_column("guard")
+    for name in result["sets"]:
+        if result["sets"][name]:
+            table.add_column(f"rejected: {name}", justify="right")
+    for guard_name, rows in result["results"].items():
+        table.add_row(
+            guard_name, *(f"{r['rate']:.1%} ({r['rejected']}/{r['n']})" for r in rows.values())
+        )
+    console.print(table)
+    for guard_name, rows in result["results"].items():
+        for set_name, row in rows.items():
+            console.print(f"{guard_name} / {set_name}: {row['reasons']}", soft_wrap=True)
+    if out is not None:
+        out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+@app.command()
+def subset(
+    reviews: Annotated[Path, typer.Option(help="Reviews file")],
+    keywords: Annotated[str, typer.Option(help="Comma-separated words naming the category")],
+    out: Annotated[Path, typer.Option(help="Output reviews file (.gz to compress)")],
+    share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Least share of an item's reviews using one")
+    ] = 0.6,
+    invert: Annotated[bool, typer.Option(help="Write the other items instead")] = False,
+) -> None:
+    """Write the reviews of one category of items (those whose reviews keep naming KEYWORDS):
+    a new domain cut out of an uncategorised review file."""
+    from training.data.readers import DataInputError
+    from training.data.subset import select_items, write_subset
+
+    try:
+        items = select_items(reviews, keywords.split(","), share)
+    except DataInputError as exc:
+        _fail(str(exc))
+        return
+    if not items:
+        _fail(f"no item has {share:.0%} of its reviews naming {keywords}")
+    lines = write_subset(reviews, items, out, invert=invert)
+    console.print(f"{len(items)} items selected; wrote {lines:,} reviews to {out}")
