@@ -36,10 +36,10 @@ lint:
 # The documentation site (mkdocs-material) into site/; fails on any broken link or page.
 docs:
 	$(VENV)/bin/python -m recx_worker.devtools.gen_docs --check
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 docs-serve:
-	$(VENV)/bin/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 demo: setup
 	$(VENV)/bin/python -m recx_worker.devtools.demo $(ARGS)
