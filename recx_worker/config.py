@@ -78,6 +78,15 @@ class ChainSettings(BaseModel):
         default_factory=dict, description="Per-explainer constructor options"
     )
     max_words: int = 25
+    reject_negative: bool = Field(
+        True, description="Guard rejects explanations with negative sentiment (VADER)"
+    )
+    negative_threshold: float = Field(
+        -0.05,
+        ge=-1.0,
+        le=1.0,
+        description="VADER compound score at or below which text is negative",
+    )
 
 
 class ValidationSettings(BaseModel):

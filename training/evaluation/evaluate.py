@@ -237,7 +237,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     records, requests, unknown = build_requests(records, store, settings.chain.max_words)
     if not requests:
         raise EvalInputError("no record of the split could be enriched (unknown items)")
-    guard = Guard.with_plugins(data.lexicon)
+    guard = Guard.with_plugins(data.lexicon, settings)
 
     runs: dict[str, RawRun] = {}
     unavailable: dict[str, str] = {}
