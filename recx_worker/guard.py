@@ -4,7 +4,9 @@ It rejects text that is empty or too long, mentions a feature the evidence does 
 (ungrounded), contains personal data or links (URLs, e-mail addresses, phone numbers, caller
 supplied forbidden terms), or echoes instructions / prompt sections / injected content.
 Plugins add checks through the ``recx_guards`` hook: classes whose instances have
-``check(request, text) -> str | None`` (a rejection reason, or None).
+``check(request, text) -> str | None`` (a rejection reason, or None). ``with_plugins`` adds
+the built-in sentiment check (``recx_worker.sentiment``: no complaint about the recommended
+item; ``chain.reject_negative``, ``chain.negative_threshold``).
 """
 
 from __future__ import annotations
