@@ -144,7 +144,7 @@ class ExplainerChain:
             explainer = create_explainer(name, settings=settings, store=store, **options)
             deadline_ms = settings.chain.deadline_ms.get(name, DEFAULT_DEADLINE_MS)
             stages.append((explainer, deadline_ms / 1000))
-        return cls(stages, guard or Guard.with_plugins(store.lexicon))
+        return cls(stages, guard or Guard.with_plugins(store.lexicon, settings))
 
     @property
     def names(self) -> list[str]:

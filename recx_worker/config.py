@@ -89,6 +89,15 @@ class ChainSettings(BaseModel):
         description="Per-explainer constructor options (`[chain.options.<name>]`)",
     )
     max_words: int = Field(25, description="Longest explanation, in words")
+    reject_negative: bool = Field(
+        True, description="Guard rejects explanations with negative sentiment (VADER)"
+    )
+    negative_threshold: float = Field(
+        -0.05,
+        ge=-1.0,
+        le=1.0,
+        description="VADER compound score at or below which text is negative",
+    )
 
 
 class ValidationSettings(BaseModel):
