@@ -77,7 +77,7 @@ class Stage:
     explainer: Explainer
     deadline_s: float
     disabled: str | None = None
-    _busy: Future | None = field(default=None, repr=False)
+    _busy: Future[list[Any]] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -97,7 +97,7 @@ class Stage:
 
         A daemon thread never keeps the process alive: a stuck model call cannot block exit.
         """
-        future: Future = Future()
+        future: Future[list[Any]] = Future()
 
         def run() -> None:
             if not future.set_running_or_notify_cancel():
@@ -144,8 +144,7 @@ class ExplainerChain:
             explainer = create_explainer(name, settings=settings, store=store, **options)
             deadline_ms = settings.chain.deadline_ms.get(name, DEFAULT_DEADLINE_MS)
             stages.append((explainer, deadline_ms / 1000))
-        unsupported = settings.chain.unsupported_nouns
-        return cls(stages, guard or Guard.for_store(store, unsupported_nouns=unsupported))
+        return cls(stages, guard or Guard.for_store(store, settings))
 
     @property
     def names(self) -> list[str]:

@@ -1,7 +1,8 @@
 """Configuration: defaults < TOML file (``--config``/``RECX_CONFIG``) < ``RECX_*`` environment.
 
 Nested settings use ``__`` in environment variables, e.g. ``RECX_KAFKA__BOOTSTRAP_SERVERS``.
-Every setting is listed in README "Configuration"; a test keeps that table true.
+docs/reference/settings.md is generated from the field descriptions here
+(``python -m recx_worker.devtools.gen_docs``); a test fails when it is stale.
 """
 
 from __future__ import annotations
@@ -41,17 +42,23 @@ class PathSettings(BaseModel):
 
 
 class KafkaSettings(BaseModel):
-    bootstrap_servers: str = "127.0.0.1:9092"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = None
-    ssl_cafile: str | None = None
-    input_topic: str = "recommendations"
-    output_topic: str = "explanations"
-    dlq_topic: str = "recommendations.dlq"
-    group_id: str = "recx-workers"
-    exactly_once: bool = False
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated brokers")
+    security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    sasl_mechanism: str | None = Field(None, description="e.g. PLAIN, SCRAM-SHA-512")
+    sasl_plain_username: str | None = Field(None, description="SASL user")
+    sasl_plain_password: str | None = Field(None, description="SASL password (use a Secret)")
+    ssl_cafile: str | None = Field(None, description="CA bundle for TLS")
+    input_topic: str = Field("recommendations", description="Recommendation events (consumed)")
+    output_topic: str = Field("explanations", description="Explanation events (published)")
+    dlq_topic: str = Field("recommendations.dlq", description="Dead letters (published)")
+    group_id: str = Field(
+        "recx-workers", description="Consumer group: all workers of one deployment"
+    )
+    exactly_once: bool = Field(
+        False, description="Kafka transactions instead of at-least-once delivery"
+    )
     client_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra kafka-python options passed through verbatim"
     )
@@ -69,15 +76,28 @@ class KafkaSettings(BaseModel):
 
 
 class ChainSettings(BaseModel):
-    explainers: list[str] = Field(default_factory=lambda: ["lora", "prompt", "template"])
+    explainers: list[str] = Field(
+        default_factory=lambda: ["lora", "prompt", "template"],
+        description="Fallback chain, first to last (explainer plugin names)",
+    )
     deadline_ms: dict[str, int] = Field(
         default_factory=lambda: {"lora": 120_000, "prompt": 120_000, "template": 1_000},
-        description="Per-stage deadline for one micro-batch",
+        description="Per-stage deadline for one micro-batch (CPU-sized; on a GPU 5-10 s is ample)",
     )
     options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Per-explainer constructor options"
+        default_factory=dict,
+        description="Per-explainer constructor options (`[chain.options.<name>]`)",
     )
-    max_words: int = 25
+    max_words: int = Field(25, description="Longest explanation, in words")
+    reject_negative: bool = Field(
+        True, description="Guard rejects explanations with negative sentiment (VADER)"
+    )
+    negative_threshold: float = Field(
+        -0.05,
+        ge=-1.0,
+        le=1.0,
+        description="VADER compound score at or below which text is negative",
+    )
     unsupported_nouns: int = Field(
         0,
         description="Guard: nouns an explanation may use that neither the item's train reviews, "

@@ -7,7 +7,9 @@ train reviews, in the evidence, or across the catalogue; ``unsupported_nouns`` o
 tolerated), contains personal data or links (URLs, e-mail addresses, phone numbers, caller
 supplied forbidden terms), or echoes instructions / prompt sections / injected content.
 Plugins add checks through the ``recx_guards`` hook: classes whose instances have
-``check(request, text) -> str | None`` (a rejection reason, or None).
+``check(request, text) -> str | None`` (a rejection reason, or None). ``with_plugins`` adds
+the built-in sentiment check (``recx_worker.sentiment``: no complaint about the recommended
+item; ``chain.reject_negative``, ``chain.negative_threshold``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from recx_worker.events import MAX_TEXT_CHARS
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon, words
 from recx_worker.nouns import nouns, number_forms
 from recx_worker.prepared import ItemVocabulary
+
+if TYPE_CHECKING:
+    from recx_worker.config import Settings
 
 
 class ExtraGuard(Protocol):
@@ -101,20 +106,25 @@ class Guard:
         self.min_words = min_words
 
     @classmethod
-    def with_plugins(cls, lexicon: Lexicon, **kwargs) -> Guard:
-        """A guard that also runs every check registered through the ``recx_guards`` hook."""
+    def with_plugins(cls, lexicon: Lexicon, settings: Settings | None = None, **kwargs) -> Guard:
+        """A guard that also runs the sentiment check (as ``settings`` configure it) and every
+        check registered through the ``recx_guards`` hook."""
         from recx_worker.plugins import registered_guards
+        from recx_worker.sentiment import sentiment_guards
 
-        extra = [guard_cls() for guard_cls in registered_guards()]
+        extra = [*sentiment_guards(settings), *(guard_cls() for guard_cls in registered_guards())]
         return cls(lexicon, extra_guards=[*kwargs.pop("extra_guards", ()), *extra], **kwargs)
 
     @classmethod
-    def for_store(cls, store: object, **kwargs) -> Guard:
+    def for_store(cls, store: object, settings: Settings | None = None, **kwargs) -> Guard:
         """:meth:`with_plugins` for an evidence store: its lexicon, and the item vocabulary
-        of its prepared data when it has one (data prepared before it existed has none)."""
+        of its prepared data when it has one (data prepared before it existed has none);
+        ``settings.chain.unsupported_nouns`` is the noun tolerance."""
         data = getattr(store, "data", None)
-        vocabulary = getattr(data, "item_vocabulary", None)
-        return cls.with_plugins(store.lexicon, vocabulary=vocabulary, **kwargs)  # type: ignore[attr-defined]
+        kwargs.setdefault("vocabulary", getattr(data, "item_vocabulary", None))
+        if settings is not None:
+            kwargs.setdefault("unsupported_nouns", settings.chain.unsupported_nouns)
+        return cls.with_plugins(store.lexicon, settings, **kwargs)  # type: ignore[attr-defined]
 
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
         mentioned = self.lexicon.find(text)
@@ -149,13 +159,7 @@ class Guard:
             | {w for text in extra for w in words(text)}
         )
 
-    def _reason(
-        self,
-        request: ExplainRequest,
-        text: str,
-        ungrounded: list[str],
-        unsupported: list[str] = (),  # type: ignore[assignment]
-    ) -> str | None:
+    def _size_reason(self, request: ExplainRequest, text: str) -> str | None:
         n_words = len(words(text))
         if n_words == 0:
             return "empty text"
@@ -166,6 +170,17 @@ class Guard:
             return f"too long: {n_words} words; the limit is {limit}"
         if len(text) > self.max_chars:
             return f"too long: {len(text)} characters; the limit is {self.max_chars}"
+        return None
+
+    def _reason(
+        self,
+        request: ExplainRequest,
+        text: str,
+        ungrounded: list[str],
+        unsupported: list[str] = (),  # type: ignore[assignment]
+    ) -> str | None:
+        if size := self._size_reason(request, text):
+            return size
         if ungrounded:
             return f"ungrounded feature '{ungrounded[0]}'"
         if unsupported and len(unsupported) > self.unsupported_nouns:

@@ -22,7 +22,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class WorkerMetrics:
-    """Every metric the worker exports (see README-worker "Metrics")."""
+    """Every metric the worker exports (docs/operations.md, "Metrics")."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

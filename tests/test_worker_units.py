@@ -210,7 +210,7 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path: Path, monke
 
 def test_kafka_python_checksums_record_batches_in_c():
     """Without the ``crc32c`` package kafka-python computes CRC-32C in pure Python, a quarter
-    of the worker's CPU in a profile (README, "Worker throughput and latency")."""
+    of the worker's CPU in a profile (docs/results.md, "Worker throughput and latency")."""
     from kafka.record import util
 
     assert util.crc32c_c is not None

@@ -57,7 +57,7 @@ class Pipeline:
         dlq = self.settings.kafka.dlq_topic
         out: dict[int, OutRecord] = {}
 
-        def dead(i: int, raw: bytes | None, error_class: str, reason: str, fld: str | None):
+        def dead(i: int, raw: bytes | None, error_class: str, reason: str, fld: str | None) -> None:
             source = records[i]
             letter = make_dead_letter(
                 raw,

@@ -208,7 +208,7 @@ class Worker:
             if inflight is not None:
                 inflight.finished.wait(0.005)
 
-    def _take(self, polled: dict) -> None:
+    def _take(self, polled: dict[TopicPartition, list[Any]]) -> None:
         if not polled:
             return
         now = time.monotonic()
@@ -321,7 +321,8 @@ class Worker:
         """The next offset this worker will hand to the pipeline (fetched-but-buffered count
         as consumed, so lag is what the broker holds beyond what this worker has taken)."""
         try:
-            return self.consumer.position(tp, timeout_ms=1000)
+            position: int | None = self.consumer.position(tp, timeout_ms=1000)
+            return position
         except KafkaError:
             return None
 
@@ -340,7 +341,7 @@ class Worker:
                     inflight.abandoned.set()
                 self._inflight = None
             self._epoch += 1
-            offsets = {}
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             if not lost and not self.settings.kafka.exactly_once:
                 offsets = self.checkpoint.tracker.to_commit(partitions)
             self._buffer = collections.deque(
@@ -417,7 +418,7 @@ class Worker:
                 while not self._work:
                     self._work_ready.wait()
                 batch = self._work.popleft()
-            if batch is None:  # type: ignore[comparison-overlap]
+            if batch is None:
                 return
             self._busy = batch
             try:

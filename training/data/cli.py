@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from recx_worker.config import DEFAULT_RAW_DATA
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 
@@ -112,7 +114,7 @@ def prepare(
 
 @app.command()
 def lexicon(
-    reviews: Annotated[Path, typer.Option(help="Reviews file")],
+    reviews: Annotated[Path, typer.Option(help="Reviews file")] = DEFAULT_RAW_DATA / REVIEWS_FILE,
     reference: Annotated[
         Path | None,
         typer.Option(help="Compare with this lexicon (precision/recall at --top); none by default"),

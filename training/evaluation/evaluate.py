@@ -96,10 +96,13 @@ def compare_systems(
     raw_texts: dict[str, list[str]],
     resamples: int,
     seed: int,
+    ctx: ScoringContext | None = None,
 ) -> list[dict]:
-    """Paired bootstrap of A - B on the raw outputs, headline protocol (15-word references)."""
+    """Paired bootstrap of A - B on the raw outputs, headline protocol (15-word references);
+    with ``ctx``, the per-record metrics beyond n-grams (``ScoringContext.per_record``) too."""
     refs = [tokenize(r.explanation)[:PETER_REFERENCE_WORDS] for r in records]
     tokens: dict[str, list[list[str]]] = {}
+    extra: dict[str, dict[str, list[float]]] = {}
     out = []
     for a, b in pairs:
         if a not in raw_texts or b not in raw_texts:
@@ -108,8 +111,12 @@ def compare_systems(
         for name in (a, b):
             if name not in tokens:
                 tokens[name] = [tokenize(t) for t in raw_texts[name]]
+                extra[name] = ctx.per_record(raw_texts[name]) if ctx is not None else {}
+        per_record = {k: (extra[a][k], extra[b][k]) for k in extra[a]}
         start = time.perf_counter()
-        result = paired_bootstrap(refs, tokens[a], tokens[b], n_resamples=resamples, seed=seed)
+        result = paired_bootstrap(
+            refs, tokens[a], tokens[b], n_resamples=resamples, seed=seed, per_record=per_record
+        )
         seconds = time.perf_counter() - start
         log.info("paired_bootstrap", a=a, b=b, resamples=resamples, seconds=round(seconds, 3))
         out.append({"a": a, "b": b, "mode": "raw", **result, "seconds": seconds})
@@ -237,7 +244,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     records, requests, unknown = build_requests(records, store, settings.chain.max_words)
     if not requests:
         raise EvalInputError("no record of the split could be enriched (unknown items)")
-    guard = Guard.for_store(store, unsupported_nouns=settings.chain.unsupported_nouns)
+    guard = Guard.for_store(store, settings)
 
     runs: dict[str, RawRun] = {}
     unavailable: dict[str, str] = {}
@@ -330,7 +337,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     if pairs:
         raw_texts = {name: modes["raw"] for name, modes in texts.items() if "raw" in modes}
         doc["comparisons"] = compare_systems(
-            pairs, records, raw_texts, cfg.bootstrap, cfg.bootstrap_seed
+            pairs, records, raw_texts, cfg.bootstrap, cfg.bootstrap_seed, ctx
         )
     _write(cfg, doc, ctx, records, texts, stages)
     return doc
