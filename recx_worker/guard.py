@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from recx_worker.events import MAX_TEXT_CHARS
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon, words
-from recx_worker.nouns import nouns, number_forms
+from recx_worker.nouns import content_nouns, number_forms
 from recx_worker.prepared import ItemVocabulary
 
 if TYPE_CHECKING:
@@ -135,11 +135,12 @@ class Guard:
             ungrounded = [f for f in ungrounded if f not in normalised]
         unsupported: list[str] = []
         if self.vocabulary is not None and words(text):
-            own = self._supported_words(request)
+            own = self._item_words(request)
             # A feature the item's own reviews mention is grounded even if not in the evidence.
             ungrounded = [f for f in ungrounded if not own.issuperset(f.split())]
             if self.unsupported_nouns >= 0:
-                unsupported = [n for n in dict.fromkeys(nouns(text)) if not _supported(n, own)]
+                known = own | self.vocabulary.generic
+                unsupported = [n for n in content_nouns(text) if not _supported(n, known)]
         reason = self._reason(request, text, ungrounded, unsupported)
         return GuardVerdict(
             ok=reason is None,
@@ -148,16 +149,12 @@ class Guard:
             grounded=not ungrounded and len(unsupported) <= max(self.unsupported_nouns, 0),
         )
 
-    def _supported_words(self, request: ExplainRequest) -> frozenset[str]:
-        """Words the item's train reviews, the catalogue at large or the evidence use."""
+    def _item_words(self, request: ExplainRequest) -> frozenset[str]:
+        """Words the item's train reviews or the evidence use."""
         assert self.vocabulary is not None
         evidence = request.evidence
         extra = [*evidence.allowed_features(), evidence.item_snippet or ""]
-        return (
-            self.vocabulary.words_of(request.item_id)
-            | self.vocabulary.generic
-            | {w for text in extra for w in words(text)}
-        )
+        return self.vocabulary.words_of(request.item_id) | {w for t in extra for w in words(t)}
 
     def _size_reason(self, request: ExplainRequest, text: str) -> str | None:
         n_words = len(words(text))

@@ -44,10 +44,22 @@ def is_noun_tag(tag_: str) -> bool:
     return tag_ in NOUN_TAGS
 
 
-def nouns(text: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def nouns(text: str) -> tuple[str, ...]:
     """The nouns of ``text`` (lower-cased, alphabetic, in order, repeats kept)."""
     tagged = next(tag([text]))
-    return [tok for tok, t, _ in tagged if t in NOUN_TAGS and tok.isalpha()]
+    return tuple(tok for tok, t, _ in tagged if t in NOUN_TAGS and tok.isalpha())
+
+
+# Nouns this common in general English ("world", "idea", "reason", "way") name no product
+# aspect; measured on Musical Instruments (docs/data.md: the noun-level guard).
+COMMON_ZIPF = 5.0
+
+
+def content_nouns(text: str) -> list[str]:
+    """The distinct nouns of ``text`` that could name a product aspect: not among the most
+    common words of general English (Zipf frequency below ``COMMON_ZIPF``)."""
+    return [n for n in dict.fromkeys(nouns(text)) if zipf(n) < COMMON_ZIPF]
 
 
 @lru_cache(maxsize=65536)

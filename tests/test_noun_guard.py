@@ -64,7 +64,7 @@ def test_another_items_feature_is_caught(vocabulary) -> None:
 
 def test_the_items_own_words_evidence_and_catalogue_words_pass(vocabulary) -> None:
     guard = Guard(LEXICON, vocabulary=vocabulary)
-    # Own reviews (lather, scalp: the plural "scalps" too), evidence (skin), catalogue (price).
+    # Own reviews (lather, scalp: the plural "scalps" too), evidence (skin), own or catalogue.
     for text in (
         "The lather is rich and the scalps stop itching.",
         "The shampoo is great for the skin and the price.",
@@ -92,7 +92,9 @@ def test_tolerance_allows_that_many_unsupported_nouns(vocabulary) -> None:
 def test_unknown_item_has_only_catalogue_and_evidence_words(vocabulary) -> None:
     guard = Guard(LEXICON, vocabulary=vocabulary)
     assert not guard.check(request("new-item"), "The lather is rich.").ok
-    assert guard.check(request("new-item"), "The scent is great for the price.").ok
+    # "weeks" is used across the catalogue; a lexicon feature still needs evidence.
+    assert guard.check(request("new-item"), "The scent is great and lasts for weeks.").ok
+    assert not guard.check(request("new-item"), "The scent is great for the price.").ok
 
 
 def test_vocabulary_round_trips_and_knows_generic_words(vocabulary) -> None:
