@@ -6,7 +6,7 @@ Layout of ``DIR`` (all UTF-8; JSON Lines are one object per line)::
     item_profiles.json                   {item_id: ItemProfile}   (TRAIN split only)
     user_histories.json                  {user_id: UserHistory}   (TRAIN split only)
     lexicon.txt                          the feature lexicon used (one feature per line)
-    item_vocab.json                      {"generic": [word], "items": {item_id: [word]}}
+    item_vocab.json                      {"items": {item_id: [word]}}
                                          words of each item's TRAIN reviews (noun guard)
     stats.json                           counts, coverage, mean length, skipped inputs
     manifest.json                        inputs and their sha256, seed, created-at, version
@@ -71,40 +71,35 @@ class UserHistory(BaseModel):
 
 class ItemVocabulary:
     """The words each item's train reviews use, and the words common across the catalogue
-    (used by at least ``GENERIC_SHARE`` of the items: "price", "money", "type"; measured on
-    Musical Instruments, docs/data.md)."""
+    (used by at least ``generic_share`` of the items: "price", "money", "type"; the default
+    was measured on Musical Instruments, docs/data.md)."""
 
     GENERIC_SHARE = 0.1
 
-    def __init__(self, items: dict[str, frozenset[str]], generic: frozenset[str]):
+    def __init__(self, items: dict[str, frozenset[str]], generic_share: float = GENERIC_SHARE):
         self.items = items
-        self.generic = generic
-
-    @classmethod
-    def build(cls, texts_by_item: dict[str, list[str]]) -> ItemVocabulary:
-        items = {
-            item: frozenset(w for text in texts for w in words(text))
-            for item, texts in texts_by_item.items()
-        }
         counts: dict[str, int] = {}
         for vocab in items.values():
             for word in vocab:
                 counts[word] = counts.get(word, 0) + 1
-        threshold = max(2, cls.GENERIC_SHARE * len(items))
-        return cls(items, frozenset(w for w, n in counts.items() if n >= threshold))
+        threshold = max(2, generic_share * len(items))
+        self.generic = frozenset(w for w, n in counts.items() if n >= threshold)
+
+    @classmethod
+    def build(cls, texts_by_item: dict[str, list[str]]) -> ItemVocabulary:
+        return cls(
+            {
+                item: frozenset(w for text in texts for w in words(text))
+                for item, texts in texts_by_item.items()
+            }
+        )
 
     def to_json(self) -> dict:
-        return {
-            "generic": sorted(self.generic),
-            "items": {item: sorted(vocab) for item, vocab in sorted(self.items.items())},
-        }
+        return {"items": {item: sorted(vocab) for item, vocab in sorted(self.items.items())}}
 
     @classmethod
     def from_json(cls, raw: dict) -> ItemVocabulary:
-        return cls(
-            {item: frozenset(vocab) for item, vocab in raw["items"].items()},
-            frozenset(raw["generic"]),
-        )
+        return cls({item: frozenset(vocab) for item, vocab in raw["items"].items()})
 
     def words_of(self, item_id: str) -> frozenset[str]:
         """The item's own words (empty for an item the data does not know)."""
