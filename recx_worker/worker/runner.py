@@ -132,6 +132,8 @@ class Worker:
         factory = self._pipeline_factory or Pipeline.from_settings
         self.pipeline = factory(self.settings, self.metrics)
         self.pipeline.warm_up()
+        if (batcher := getattr(getattr(self.pipeline, "chain", None), "batcher", None)) is not None:
+            self.metrics.watch_batcher(batcher)
         self._warm = True
         kafka = self.settings.kafka
         self.producer = self.clients.producer()
