@@ -308,3 +308,34 @@ def test_consumer_settings_size_recovery_and_static_membership() -> None:
     assert dynamic["enable_auto_commit"] is False
     static = KafkaClients(settings(static_membership=True, worker_id="w7")).consumer_config()
     assert static["group_instance_id"] == "recx-w7"
+
+
+def test_stop_finishes_the_in_flight_batch_and_commits_it(broker) -> None:
+    fill(broker, TP0, 6)
+    gate = threading.Event()
+    pipeline = EchoPipeline(gate)
+    run = Running(broker, pipeline, max_batch=6, grace_period_s=5).start()
+    broker.assign(run.consumer, {TP0})
+    wait(pipeline.entered.is_set, "a batch in flight")
+    run.worker.request_stop()
+    threading.Timer(0.3, gate.set).start()
+    assert run.stop() == 0
+    assert broker.committed == {TP0: 6}
+    assert len(outputs(broker)) == 6
+
+
+def test_exactly_once_revocation_leaves_offsets_to_the_transactions(broker) -> None:
+    run = Running(broker, EchoPipeline())
+    worker = run.worker
+    worker.settings.kafka.exactly_once = True
+    worker.consumer = run.consumer
+    from recx_worker.worker.checkpoint import Checkpoint
+
+    worker.checkpoint = Checkpoint(
+        run.clients.producer_made, run.consumer, worker.cfg, worker.metrics, exactly_once=True
+    )
+    worker.assigned({TP0})
+    worker.checkpoint.consumed([InRecord(IN, 0, o, b"k", b"v", None) for o in range(3)])
+    worker.revoked({TP0})
+    assert run.consumer.async_commits == []  # offsets travel inside each batch's transaction
+    assert worker.checkpoint.tracker.committable(TP0) is None
