@@ -214,9 +214,10 @@ class ExplainerChain:
                         SkippedStage(explainer=stage.name, reason="unavailable", detail=why)
                     )
                 continue
+            last = position == len(self.stages)  # gets everything left, within its deadline
             budget_s = self.batcher.budget(stage.deadline_s, time.perf_counter() - started)
             deferred: list[int] = []
-            if position < len(self.stages):  # the last stage gets everything left
+            if not last:
                 take = self.batcher.admit(stage.name, len(pending), budget_s)
                 pending, deferred = pending[:take], pending[take:]
                 detail = self.batcher.explain(stage.name, budget_s) if deferred else ""
@@ -230,7 +231,7 @@ class ExplainerChain:
             batch = [requests[i] for i in pending]
             t0 = time.perf_counter()
             try:
-                outcomes = stage.call(batch, budget_s)
+                outcomes = stage.call(batch, None if last else budget_s)
                 if not isinstance(outcomes, list) or len(outcomes) != len(batch):
                     got = len(outcomes) if isinstance(outcomes, list) else type(outcomes).__name__
                     raise TypeError(f"returned {got} outcomes for {len(batch)} requests")

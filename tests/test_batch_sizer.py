@@ -134,3 +134,14 @@ def test_metrics_export_what_the_batcher_measured() -> None:
     line = next(x for x in text.splitlines() if x.startswith("recx_stage_seconds_per_request{"))
     assert float(line.split()[-1]) == pytest.approx(0.1)
     assert 'recx_fallbacks_total{reason="deadline_skipped",stage="lora"} 53.0' in text
+
+
+def test_the_last_stage_answers_even_when_the_target_is_spent() -> None:
+    costly = Costly(overhead=0.15, per_request=0.0)
+    chain = ExplainerChain(
+        [(costly, 5.0), (TemplateExplainer(), 1.0)], Guard(LEXICON), DeadlineBatcher(0.1)
+    )
+    results = chain.explain([req("a"), req("b")])  # the probe alone overruns the target
+    assert [r.explainer for r in results] == ["template", "template"]
+    assert [s.reason for s in results[0].skipped] == ["timeout"]
+    assert [s.reason for s in results[1].skipped] == ["deadline_skipped"]
