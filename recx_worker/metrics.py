@@ -157,14 +157,15 @@ class MetricsServer:
             target=self._server.serve_forever, name="recx-metrics", daemon=True
         )
 
-    def _app(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path in ("/healthz", "/readyz"):
             ok = (self._healthy if path == "/healthz" else self._ready)()
             status = "200 OK" if ok else "503 Service Unavailable"
             start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n" if ok else b"not ok\n"]
-        return self._metrics_app(environ, start_response)
+        body: list[bytes] = self._metrics_app(environ, start_response)
+        return body
 
     def start(self) -> MetricsServer:
         self._thread.start()

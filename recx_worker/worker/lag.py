@@ -80,6 +80,7 @@ class LagMeter:
 def _position(consumer: Any, tp: TopicPartition) -> int | None:
     """The next offset this worker will fetch (buffered events count as consumed)."""
     try:
-        return consumer.position(tp, timeout_ms=1000)
+        position: int | None = consumer.position(tp, timeout_ms=1000)
     except KafkaError:
         return None
+    return position

@@ -81,7 +81,7 @@ class Worker:
         self._reposition_retry_at = 0.0
         self._inflight: Batch | None = None
         self._busy: Batch | None = None  # the batch the processing thread is running
-        self._work: collections.deque[Batch] = collections.deque()
+        self._work: collections.deque[Batch | None] = collections.deque()  # None: stop
         self._work_ready = threading.Condition()
         self._stop_deadline: float | None = None
         self.metrics_port: int | None = None
@@ -89,6 +89,12 @@ class Worker:
         self.producer: Any = None
         self.checkpoint: Checkpoint | None = None
         self.pipeline: Pipeline | None = None
+
+    @property
+    def _checkpoint(self) -> Checkpoint:
+        """The running worker's checkpoint (set up by ``run``)."""
+        assert self.checkpoint is not None, "the worker is not running"
+        return self.checkpoint
 
     # -- public ------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -176,18 +182,18 @@ class Worker:
             self._reposition_assigned()
             self._finish_batch()
             now = time.monotonic()
-            if now >= commit_retry_at and not self.checkpoint.commit():
+            if now >= commit_retry_at and not self._checkpoint.commit():
                 commit_retry_at = now + 1.0
             self._maybe_start_batch()
             self.flow.apply(self.consumer, len(self._buffer), self._reposition)
             self.lag.maybe_measure(
-                self.consumer, self.checkpoint.tracker.last_committed, self._reposition
+                self.consumer, self._checkpoint.tracker.last_committed, self._reposition
             )
             inflight = self._inflight
             if inflight is not None:
                 inflight.finished.wait(0.005)
 
-    def _take(self, polled: dict) -> None:
+    def _take(self, polled: dict[TopicPartition, list[Any]]) -> None:
         if not polled:
             return
         now = time.monotonic()
@@ -196,10 +202,10 @@ class Worker:
                 if tp not in self._owned or tp in self._reposition:
                     continue  # fetched from a position that is about to be reset
                 batch = [InRecord.from_consumer(r) for r in records]
-                self.checkpoint.consumed(batch)
+                self._checkpoint.consumed(batch)
                 self._buffer.extend((now, r) for r in batch)
                 self.metrics.events_in.labels(tp.topic).inc(len(batch))
-            self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+            self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
 
     def _maybe_start_batch(self) -> None:
         cfg = self.cfg
@@ -250,7 +256,7 @@ class Worker:
 
     def _completed(self, batch: Batch) -> None:
         """Account for a delivered batch (caller holds the lock)."""
-        self.checkpoint.completed(batch)
+        self._checkpoint.completed(batch)
         for out in batch.outputs:
             if out.kind == "explanation":
                 self.metrics.events_out.labels(out.label).inc()
@@ -259,7 +265,7 @@ class Worker:
             if out.source.timestamp_ms is not None:
                 latency = batch.acked_at - out.source.timestamp_ms / 1000
                 self.metrics.end_to_end.observe(max(latency, 0.0))
-        self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+        self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
 
     # -- rebalance (kafka-python IO thread: local work only, nothing that blocks) ------
     def revoked(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
@@ -276,15 +282,15 @@ class Worker:
                     inflight.abandoned.set()
                 self._inflight = None
             self._epoch += 1
-            offsets = {}
+            offsets: dict[TopicPartition, int] = {}
             if not lost and not self.settings.kafka.exactly_once:
-                offsets = self.checkpoint.tracker.to_commit(partitions)
+                offsets = self._checkpoint.tracker.to_commit(partitions)
             self._buffer = collections.deque(
                 (t, r) for t, r in self._buffer if r.tp not in partitions
             )
-            self.checkpoint.tracker.forget(partitions)
+            self._checkpoint.tracker.forget(partitions)
             self._owned -= set(partitions)
-            self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+            self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
         if offsets:
             self.consumer.commit_async(
                 {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
@@ -342,8 +348,8 @@ class Worker:
                 self.consumer.seek_to_beginning(tp)
         with self._lock:
             self._buffer = collections.deque((t, r) for t, r in self._buffer if r.tp not in todo)
-            self.checkpoint.tracker.forget(todo)
-            self.checkpoint.tracker.mark_committed(
+            self._checkpoint.tracker.forget(todo)
+            self._checkpoint.tracker.mark_committed(
                 {tp: o for tp, o in committed.items() if o is not None}
             )
             self._reposition -= todo
@@ -355,7 +361,7 @@ class Worker:
                 while not self._work:
                     self._work_ready.wait()
                 batch = self._work.popleft()
-            if batch is None:  # type: ignore[comparison-overlap]
+            if batch is None:
                 return
             self._busy = batch
             try:
@@ -373,7 +379,7 @@ class Worker:
         if batch.abandoned.is_set():
             return
         t0 = time.perf_counter()
-        self.checkpoint.deliver(batch)
+        self._checkpoint.deliver(batch)
         self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t0)
 
     def _outputs(self, records: list[InRecord]) -> list[OutRecord]:
@@ -426,7 +432,7 @@ class Worker:
                     self._finish_batch_quietly()
                 else:
                     wait = max(deadline - time.monotonic() - 1, 0)
-                    if self.checkpoint.abandon(inflight, wait) and inflight.epoch == self._epoch:
+                    if self._checkpoint.abandon(inflight, wait) and inflight.epoch == self._epoch:
                         self._completed(inflight)  # its transaction committed meanwhile
                     else:
                         log.warning("shutdown_abandoned_batch", events=len(inflight.records))
@@ -435,7 +441,7 @@ class Worker:
             self.checkpoint.commit()
         remaining = max(deadline - time.monotonic(), 0.5)
         with self._work_ready:
-            self._work.append(None)  # type: ignore[arg-type]
+            self._work.append(None)
             self._work_ready.notify()
         if self.consumer is not None:
             try:  # a dynamic member sends LeaveGroup here: its partitions move at once
@@ -460,7 +466,7 @@ class Worker:
             self._inflight = None
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Forwards kafka-python's rebalance callbacks (run on its IO thread) to the worker."""
 
     def __init__(self, worker: Worker) -> None:
