@@ -5,6 +5,8 @@ misses its deadline, returns an ``ExplainFailure`` for a request, or produces te
 rejects, hands that request to the next stage; the result records why each earlier stage did
 not answer. Every stage call runs in the stage's own worker thread, so a deadline is a real
 wall-clock bound; a stage still busy with a timed-out call is ``unavailable`` until it finishes.
+Before a stage runs, the ``DeadlineBatcher`` (recx_worker/batch_sizer.py) may keep for the
+next stage the requests it is not measured to answer in time (reason ``deadline_skipped``).
 One caller at a time: a chain is not meant to be shared between threads.
 """
 
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from recx_worker.batch_sizer import DeadlineBatcher
 from recx_worker.events import ExplanationEvent, SkippedStage
 from recx_worker.explainer import Explainer, ExplainFailure, ExplainRequest, Explanation
 from recx_worker.guard import Guard
@@ -92,8 +95,9 @@ class Stage:
             self._busy = None
         return None
 
-    def call(self, requests: list[ExplainRequest]) -> list[Any]:
-        """``explain_batch`` in a daemon thread; raises StageTimeout past the deadline.
+    def call(self, requests: list[ExplainRequest], timeout_s: float | None = None) -> list[Any]:
+        """``explain_batch`` in a daemon thread; raises StageTimeout past the deadline
+        (or ``timeout_s``, when a latency target leaves less).
 
         A daemon thread never keeps the process alive: a stuck model call cannot block exit.
         """
@@ -108,21 +112,28 @@ class Stage:
                 future.set_exception(exc)
 
         threading.Thread(target=run, name=f"recx-{self.name}", daemon=True).start()
+        timeout = self.deadline_s if timeout_s is None else min(timeout_s, self.deadline_s)
         try:
-            return future.result(timeout=self.deadline_s)
+            return future.result(timeout=timeout)
         except FutureTimeout:
             self._busy = future
-            raise StageTimeout(f"no answer within {self.deadline_s * 1000:.0f} ms") from None
+            raise StageTimeout(f"no answer within {timeout * 1000:.0f} ms") from None
 
 
 class ExplainerChain:
     """Explain micro-batches with ordered fallback; see the module docstring."""
 
-    def __init__(self, stages: list[tuple[Explainer, float]], guard: Guard) -> None:
+    def __init__(
+        self,
+        stages: list[tuple[Explainer, float]],
+        guard: Guard,
+        batcher: DeadlineBatcher | None = None,
+    ) -> None:
         if not stages:
             raise ValueError("an explainer chain needs at least one stage")
         self.stages = [Stage(explainer, deadline) for explainer, deadline in stages]
         self.guard = guard
+        self.batcher = batcher or DeadlineBatcher()
         self._warm = False
 
     @classmethod
@@ -144,7 +155,9 @@ class ExplainerChain:
             explainer = create_explainer(name, settings=settings, store=store, **options)
             deadline_ms = settings.chain.deadline_ms.get(name, DEFAULT_DEADLINE_MS)
             stages.append((explainer, deadline_ms / 1000))
-        return cls(stages, guard or Guard.with_plugins(store.lexicon, settings))
+        target_s = settings.worker.latency_target_ms / 1000 or None
+        guard = guard or Guard.with_plugins(store.lexicon, settings)
+        return cls(stages, guard, DeadlineBatcher(target_s))
 
     @property
     def names(self) -> list[str]:
@@ -193,7 +206,7 @@ class ExplainerChain:
         pending = list(range(len(requests)))
         skipped: list[list[SkippedStage]] = [[] for _ in requests]
         answers: dict[int, tuple[Stage, Explanation, Any, float]] = {}
-        for stage in self.stages:
+        for position, stage in enumerate(self.stages, start=1):
             if not pending:
                 break
             if (why := stage.unavailable()) is not None:
@@ -202,18 +215,34 @@ class ExplainerChain:
                         SkippedStage(explainer=stage.name, reason="unavailable", detail=why)
                     )
                 continue
+            last = position == len(self.stages)  # gets everything left, within its deadline
+            budget_s = self.batcher.budget(stage.deadline_s, time.perf_counter() - started)
+            deferred: list[int] = []
+            if not last:
+                take = self.batcher.admit(stage.name, len(pending), budget_s)
+                pending, deferred = pending[:take], pending[take:]
+                detail = self.batcher.explain(stage.name, budget_s) if deferred else ""
+                for i in deferred:
+                    skipped[i].append(
+                        SkippedStage(explainer=stage.name, reason="deadline_skipped", detail=detail)
+                    )
+                if not pending:
+                    pending = deferred
+                    continue
             batch = [requests[i] for i in pending]
             t0 = time.perf_counter()
             try:
-                outcomes = stage.call(batch)
+                outcomes = stage.call(batch, None if last else budget_s)
                 if not isinstance(outcomes, list) or len(outcomes) != len(batch):
                     got = len(outcomes) if isinstance(outcomes, list) else type(outcomes).__name__
                     raise TypeError(f"returned {got} outcomes for {len(batch)} requests")
             except StageTimeout as exc:
+                self.batcher.observe(stage.name, len(batch), time.perf_counter() - t0)
                 for i in pending:
                     skipped[i].append(
                         SkippedStage(explainer=stage.name, reason="timeout", detail=str(exc))
                     )
+                pending = sorted(pending + deferred)
                 continue
             except Exception as exc:
                 detail = f"{type(exc).__name__}: {exc}"
@@ -222,8 +251,10 @@ class ExplainerChain:
                     skipped[i].append(
                         SkippedStage(explainer=stage.name, reason="error", detail=detail)
                     )
+                pending = sorted(pending + deferred)
                 continue
             latency_ms = (time.perf_counter() - t0) * 1000
+            self.batcher.observe(stage.name, len(batch), latency_ms / 1000)
             still: list[int] = []
             for i, outcome in zip(pending, outcomes, strict=True):
                 reason, detail = self._judge(requests[i], outcome)
@@ -234,7 +265,7 @@ class ExplainerChain:
                         SkippedStage(explainer=stage.name, reason=reason, detail=detail)
                     )
                     still.append(i)
-            pending = still
+            pending = sorted(still + deferred)
         total_ms = (time.perf_counter() - started) * 1000
         results: list[ChainOutcome] = []
         for i, request in enumerate(requests):

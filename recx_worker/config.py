@@ -122,8 +122,28 @@ class WorkerSettings(BaseModel):
     max_poll_interval_ms: int = Field(
         300_000, ge=1000, description="Kafka max.poll.interval.ms (the loop polls far more often)"
     )
-    session_timeout_ms: int = Field(45_000, ge=1000, description="Kafka session.timeout.ms")
-    heartbeat_interval_ms: int = Field(3_000, ge=100, description="Kafka heartbeat.interval.ms")
+    session_timeout_ms: int = Field(
+        8_000,
+        ge=1000,
+        description="Kafka session.timeout.ms: how soon the group notices a killed worker "
+        "and moves its partitions (the broker's minimum is group.min.session.timeout.ms, 6 s)",
+    )
+    heartbeat_interval_ms: int = Field(
+        1_000, ge=100, description="Kafka heartbeat.interval.ms (at most a third of the session)"
+    )
+    static_membership: bool = Field(
+        False,
+        description="Join as a static member (group.instance.id = recx-<worker_id>): a "
+        "restarted worker with the same worker_id takes its partitions back without a "
+        "rebalance. Needs a worker_id unique in the group and stable across restarts",
+    )
+    latency_target_ms: int = Field(
+        0,
+        ge=0,
+        description="Deadline-aware batching: a chain stage gets only the requests it is "
+        "measured to answer within min(its deadline, this target); the rest go to the next "
+        "stage at once (0 = off: each stage gets every pending request)",
+    )
     auto_offset_reset: str = Field(
         "earliest", description="Where a new group starts: earliest | latest"
     )

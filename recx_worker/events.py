@@ -109,7 +109,7 @@ class SkippedStage(_Model):
     """A chain stage that did not answer, and why."""
 
     explainer: str
-    reason: Literal["error", "timeout", "guard_rejected", "unavailable"]
+    reason: Literal["error", "timeout", "guard_rejected", "unavailable", "deadline_skipped"]
     detail: str = ""
 
 
