@@ -1,10 +1,12 @@
 """The fallback chain: ordered explainer stages, a deadline per stage, the guard after each.
 
-Each stage receives only the requests still unanswered. A stage that raises (the whole batch),
-misses its deadline, returns an ``ExplainFailure`` for a request, or produces text the guard
-rejects, hands that request to the next stage; the result records why each earlier stage did
-not answer. Every stage call runs in the stage's own worker thread, so a deadline is a real
-wall-clock bound; a stage still busy with a timed-out call is ``unavailable`` until it finishes.
+Each stage receives only the requests still unanswered. A stage that raises (``error``, the
+whole batch), misses its deadline (``timeout``), returns an ``ExplainFailure`` for a request
+(``declined``), or produces text the guard rejects (``guard_rejected``), hands that request to
+the next stage; the result records why each earlier stage did not answer. An answered request's
+result carries the ``ExplanationEvent`` to publish, built here and nowhere else. Every stage
+call runs in the stage's own worker thread, so a deadline is a real wall-clock bound; a stage
+still busy with a timed-out call is ``unavailable`` until it finishes.
 One caller at a time: a chain is not meant to be shared between threads.
 """
 
@@ -20,15 +22,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from recx_worker.events import ExplanationEvent, SkippedStage
-from recx_worker.explainer import Explainer, ExplainFailure, ExplainRequest, Explanation
+from recx_worker.explainer import (
+    Explainer,
+    ExplainerContext,
+    ExplainFailure,
+    ExplainRequest,
+    Explanation,
+)
 from recx_worker.guard import Guard
 
 if TYPE_CHECKING:
     from recx_worker.config import Settings
 
 log = structlog.get_logger(__name__)
-
-DEFAULT_DEADLINE_MS = 10_000
 
 
 class StageTimeout(Exception):
@@ -37,19 +43,16 @@ class StageTimeout(Exception):
 
 @dataclass(slots=True)
 class ChainResult:
-    """A request answered by one stage, with the stages skipped before it."""
+    """A request answered by one stage: the event to publish (text, explainer, evidence, the
+    stages skipped before it, chain latency) and the answering stage's own latency."""
 
     request: ExplainRequest
-    text: str
-    explainer: str
-    explainer_version: str
-    model: str | None
-    adapter_version: str | None
-    mentioned_features: list[str]
-    grounded: bool
-    skipped: list[SkippedStage]
+    event: ExplanationEvent
     stage_latency_ms: float
-    chain_latency_ms: float
+
+    @property
+    def skipped(self) -> list[SkippedStage]:
+        return self.event.skipped
 
 
 @dataclass(slots=True)
@@ -129,7 +132,7 @@ class ExplainerChain:
     def from_settings(
         cls,
         settings: Settings,
-        store: Any,
+        context: ExplainerContext,
         *,
         explainers: list[str] | None = None,
         guard: Guard | None = None,
@@ -137,14 +140,17 @@ class ExplainerChain:
         """Stages from ``settings.chain`` (or ``explainers``), created through the plugins."""
         from recx_worker.plugins import create_explainer
 
-        names = explainers or settings.chain.explainers
+        chain = settings.chain
         stages = []
-        for name in names:
-            options = settings.chain.options.get(name, {})
-            explainer = create_explainer(name, settings=settings, store=store, **options)
-            deadline_ms = settings.chain.deadline_ms.get(name, DEFAULT_DEADLINE_MS)
+        for name in explainers or chain.explainers:
+            explainer = create_explainer(name, context, **chain.options.get(name, {}))
+            deadline_ms = chain.deadline_ms.get(name, chain.default_deadline_ms)
             stages.append((explainer, deadline_ms / 1000))
-        return cls(stages, guard or Guard.with_plugins(store.lexicon))
+        if guard is None:
+            if context.lexicon is None:
+                raise ValueError("the chain's guard needs a lexicon (ExplainerContext.lexicon)")
+            guard = Guard.with_plugins(context.lexicon)
+        return cls(stages, guard)
 
     @property
     def names(self) -> list[str]:
@@ -242,51 +248,34 @@ class ExplainerChain:
                 results.append(ChainFailure(request, skipped[i], total_ms))
                 continue
             stage, explanation, verdict, latency_ms = answers[i]
-            results.append(
-                ChainResult(
-                    request=request,
-                    text=explanation.text.strip(),
-                    explainer=stage.name,
-                    explainer_version=stage.explainer.version,
-                    model=explanation.model,
-                    adapter_version=explanation.adapter_version,
-                    mentioned_features=verdict.mentioned_features,
-                    grounded=verdict.grounded,
-                    skipped=skipped[i],
-                    stage_latency_ms=latency_ms,
-                    chain_latency_ms=total_ms,
-                )
+            event = request.event
+            published = ExplanationEvent(
+                event_id=event.event_id,
+                user_id=event.user_id,
+                item_id=event.item_id,
+                text=explanation.text.strip(),
+                explainer=stage.name,
+                explainer_version=stage.explainer.version,
+                model=explanation.model,
+                adapter_version=explanation.adapter_version,
+                evidence=request.evidence,
+                mentioned_features=verdict.mentioned_features,
+                grounded=verdict.grounded,
+                latency_ms=round(total_ms, 3),
+                skipped=skipped[i],
+                recommended_at=event.timestamp,
             )
+            results.append(ChainResult(request, published, latency_ms))
         return results
 
     def _judge(self, request: ExplainRequest, outcome: Any) -> tuple[str | None, Any]:
         """``(None, verdict)`` when the outcome may be published, else ``(reason, detail)``."""
         if isinstance(outcome, ExplainFailure):
-            return "error", f"{outcome.error_class}: {outcome.message}"
+            reason = "error" if outcome.crashed else "declined"
+            return reason, f"{outcome.error_class}: {outcome.message}"
         if not isinstance(outcome, Explanation) or not isinstance(outcome.text, str):
             return "error", f"returned {type(outcome).__name__}, not an Explanation"
         verdict = self.guard.check(request, outcome.text.strip())
         if not verdict.ok:
             return "guard_rejected", verdict.reason
         return None, verdict
-
-
-def explanation_event(result: ChainResult, *, latency_ms: float | None = None) -> ExplanationEvent:
-    """The published event for an answered request; ``latency_ms`` defaults to the chain time."""
-    event = result.request.event
-    return ExplanationEvent(
-        event_id=event.event_id,
-        user_id=event.user_id,
-        item_id=event.item_id,
-        text=result.text,
-        explainer=result.explainer,
-        explainer_version=result.explainer_version,
-        model=result.model,
-        adapter_version=result.adapter_version,
-        evidence=result.request.evidence,
-        mentioned_features=result.mentioned_features,
-        grounded=result.grounded,
-        latency_ms=round(result.chain_latency_ms if latency_ms is None else latency_ms, 3),
-        skipped=result.skipped,
-        recommended_at=event.timestamp,
-    )

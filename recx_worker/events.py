@@ -109,7 +109,11 @@ class SkippedStage(_Model):
     """A chain stage that did not answer, and why."""
 
     explainer: str
-    reason: Literal["error", "timeout", "guard_rejected", "unavailable"]
+    reason: Literal["error", "declined", "timeout", "guard_rejected", "unavailable"] = Field(
+        description="error: the explainer raised (a crash); declined: it returned an "
+        "ExplainFailure for this request; timeout: it missed its deadline; guard_rejected: "
+        "its text failed the guard; unavailable: it was disabled or still busy"
+    )
     detail: str = ""
 
 

@@ -1,16 +1,81 @@
 """The explainer contract: batch-first, one outcome per request, warm-up and close.
 
-An explainer receives a list of ``ExplainRequest`` and returns a list of the same length
-whose entries are ``Explanation`` or ``ExplainFailure``; one bad request never fails the batch.
-Plugins provide explainers through the ``recx_explainers`` hook (see ``hookspecs``).
+An explainer class is created as ``cls(context=ExplainerContext, **options)``: the context
+is all it may rely on (declared paths, the feature lexicon, an evidence source), the options
+come from ``chain.options.<name>``. It receives a list of ``ExplainRequest`` and returns a
+list of the same length whose entries are ``Explanation`` or ``ExplainFailure`` (a deliberate
+"not this one", reported as ``declined``); an exception fails the whole batch for that stage
+(reported as ``error``, as is a per-request exception ``BaseExplainer`` catches). Plugins provide explainers through the ``recx_explainers`` hook
+(see ``hookspecs`` and docs/plugins.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from recx_worker.events import Evidence, RecommendationEvent
+from recx_worker.config import DEFAULT_EVIDENCE_K, DEFAULT_MAX_WORDS, PathSettings
+from recx_worker.events import Evidence, HistoryEntry, RecommendationEvent
+
+if TYPE_CHECKING:
+    from recx_worker.config import Settings
+    from recx_worker.features import Lexicon
+
+
+class EvidenceSource(Protocol):
+    """Where evidence comes from (``recx_worker.retrieval.evidence.EvidenceStore``)."""
+
+    lexicon: Lexicon
+
+    def evidence(
+        self,
+        user_id: str,
+        item_id: str,
+        history: list[HistoryEntry] | None = None,
+        k: int = DEFAULT_EVIDENCE_K,
+        exclude_items: set[str] | None = None,
+    ) -> Evidence:
+        """The evidence for one recommendation; raises ``LookupError`` for an unknown item."""
+        ...
+
+    def neighbours(self, item_id: str, k: int = 5) -> Sequence[tuple[str, float]]:
+        """The ``k`` items most similar to ``item_id`` with their similarity, best first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainerPaths:
+    """The files an explainer may read (from ``paths.*`` settings)."""
+
+    data_dir: Path
+    index_dir: Path
+    adapter_dir: Path
+    model_cache: Path
+
+    @classmethod
+    def from_settings(cls, paths: PathSettings) -> ExplainerPaths:
+        return cls(paths.data_dir, paths.index_dir, paths.adapter_dir, paths.model_cache)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainerContext:
+    """Everything recx hands an explainer besides its own options."""
+
+    paths: ExplainerPaths = field(
+        default_factory=lambda: ExplainerPaths.from_settings(PathSettings())
+    )
+    evidence: EvidenceSource | None = None
+    lexicon: Lexicon | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, evidence: EvidenceSource | None = None
+    ) -> ExplainerContext:
+        """The context for ``settings``; the lexicon is the evidence source's."""
+        lexicon = evidence.lexicon if evidence is not None else None
+        return cls(ExplainerPaths.from_settings(settings.paths), evidence, lexicon)
 
 
 @dataclass(slots=True)
@@ -19,7 +84,7 @@ class ExplainRequest:
 
     event: RecommendationEvent
     evidence: Evidence
-    max_words: int = 25
+    max_words: int = DEFAULT_MAX_WORDS
 
     @property
     def user_id(self) -> str:
@@ -32,6 +97,8 @@ class ExplainRequest:
 
 @dataclass(slots=True)
 class Explanation:
+    """An answer: the text, and which model (and adapter) wrote it."""
+
     text: str
     model: str | None = None
     adapter_version: str | None = None
@@ -40,14 +107,19 @@ class Explanation:
 
 @dataclass(slots=True)
 class ExplainFailure:
-    """A per-request failure; the chain hands the request to the next stage."""
+    """No answer for one request; the chain hands it to the next stage.
+
+    Returned on purpose (e.g. the model's output was unusable) it is reported as ``declined``;
+    made ``from_exception`` (a per-request crash caught by ``BaseExplainer``) as ``error``.
+    """
 
     error_class: str
     message: str
+    crashed: bool = False
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ExplainFailure:
-        return cls(type(exc).__name__, str(exc) or type(exc).__name__)
+        return cls(type(exc).__name__, str(exc) or type(exc).__name__, crashed=True)
 
 
 Outcome = Explanation | ExplainFailure
@@ -59,6 +131,9 @@ class Explainer(Protocol):
 
     name: ClassVar[str]
     version: ClassVar[str]
+
+    def __init__(self, *, context: ExplainerContext, **options: Any) -> None:
+        """``context`` from recx; ``options`` from ``chain.options.<name>``."""
 
     def warm_up(self) -> None:
         """Load models, compile, allocate; called once before the first batch."""
@@ -77,7 +152,8 @@ class BaseExplainer:
     name: ClassVar[str] = "base"
     version: ClassVar[str] = "0"
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, context: ExplainerContext | None = None, **options: Any) -> None:
+        self.context = context or ExplainerContext()
         self.options = options
 
     def warm_up(self) -> None:

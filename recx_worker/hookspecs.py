@@ -1,4 +1,7 @@
-"""The recx plugin hooks. Built-in and third-party plugins implement them the same way."""
+"""The recx plugin hooks. Built-in and third-party plugins implement them the same way.
+
+See docs/plugins.md for the explainer contract (``recx_worker.explainer``) and a worked example.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ hookimpl = pluggy.HookimplMarker("recx")
 
 @hookspec
 def recx_explainers() -> list[type]:
-    """Return explainer classes (see ``recx_worker.explainer.Explainer``)."""
+    """Return explainer classes (``recx_worker.explainer.Explainer``), each made as
+    ``cls(context=ExplainerContext, **options)``; names must be unique across plugins."""
 
 
 @hookspec

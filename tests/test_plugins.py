@@ -20,7 +20,7 @@ from recx_worker import plugins
 from recx_worker.chain import ChainResult, ExplainerChain
 from recx_worker.default_plugins.template import TemplateExplainer
 from recx_worker.events import Evidence, RecommendationEvent
-from recx_worker.explainer import ExplainRequest, Explanation
+from recx_worker.explainer import ExplainerContext, ExplainRequest, Explanation
 from recx_worker.features import Lexicon
 from recx_worker.guard import Guard
 
@@ -84,20 +84,21 @@ def request(event_id: str, features: list[str]) -> ExplainRequest:
 
 
 def test_example_plugin_answers_inside_the_chain(example_plugin):
-    feature_list = plugins.create_explainer("feature-list", settings=None, store=None)
+    feature_list = plugins.create_explainer("feature-list", ExplainerContext(lexicon=LEXICON))
     chain = ExplainerChain([(feature_list, 1.0), (TemplateExplainer(), 1.0)], Guard(LEXICON))
     with_features, without = chain.explain(
         [request("a", ["tuner", "display", "clip"]), request("b", [])]
     )
     assert isinstance(with_features, ChainResult)
-    assert with_features.explainer == "feature-list"
-    assert with_features.text == (
+    assert with_features.event.explainer == "feature-list"
+    assert with_features.event.text == (
         "People who bought this one mention the tuner, the display and the clip."
     )
-    assert with_features.mentioned_features == ["tuner", "display", "clip"]
+    assert with_features.event.mentioned_features == ["tuner", "display", "clip"]
     # Its per-item failure hands that request to the template.
-    assert without.explainer == "template"
+    assert without.event.explainer == "template"
     assert without.skipped[0].detail == "NoFeatures: the item has no known features"
+    assert without.skipped[0].reason == "declined"  # returned on purpose, not a crash
     chain.close()
 
 
@@ -112,7 +113,7 @@ def test_plugin_guards_run_in_the_chain(example_plugin):
     guard = Guard.with_plugins(LEXICON)
     chain = ExplainerChain([(Shouting(), 1.0), (TemplateExplainer(), 1.0)], guard)
     (result,) = chain.explain([request("a", ["tuner"])])
-    assert result.explainer == "template"
+    assert result.event.explainer == "template"
     assert result.skipped[0].reason == "guard_rejected"
     assert result.skipped[0].detail.startswith("guard NoShoutingGuard: mostly upper-case")
     chain.close()

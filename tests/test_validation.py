@@ -9,8 +9,8 @@ import pytest
 
 from recx_worker.events import DeadLetter, RecommendationEvent, SourceRef
 from recx_worker.validation import (
-    Invalid,
-    dead_letter_for,
+    Rejection,
+    dead_letter,
     field_path,
     validate_recommendation,
 )
@@ -174,7 +174,7 @@ BAD_CASES = {
 def test_bad_input_has_a_specific_reason(case: str):
     raw, error_class, field, fragments = BAD_CASES[case]
     result = validate_recommendation(raw)
-    assert isinstance(result, Invalid), f"{case} was accepted"
+    assert isinstance(result, Rejection), f"{case} was accepted"
     assert result.error_class == error_class, result
     assert result.field == field, result
     for fragment in fragments:
@@ -190,14 +190,14 @@ def test_limits_are_configurable():
     raw = with_(history=[{"item_id": "a"}, {"item_id": "b"}, {"item_id": "c"}])
     assert isinstance(validate_recommendation(raw), RecommendationEvent)
     limited = validate_recommendation(raw, max_history=2)
-    assert isinstance(limited, Invalid) and limited.reason.endswith("limit is 2")
+    assert isinstance(limited, Rejection) and limited.reason.endswith("limit is 2")
     small = validate_recommendation(raw, max_bytes=100)
-    assert isinstance(small, Invalid) and small.error_class == "MessageTooLarge"
+    assert isinstance(small, Rejection) and small.error_class == "MessageTooLarge"
 
 
 def test_several_problems_are_counted_in_the_reason():
     result = validate_recommendation(encode({"event_id": "", "user_id": 1, "item_id": "i"}))
-    assert isinstance(result, Invalid)
+    assert isinstance(result, Rejection)
     assert result.field == "event_id" and "(and 1 more problem)" in result.reason
 
 
@@ -209,9 +209,9 @@ def test_field_path_formats_nested_locations():
 def test_dead_letter_keeps_original_and_reason():
     raw = with_(score="high")
     invalid = validate_recommendation(raw)
-    assert isinstance(invalid, Invalid)
+    assert isinstance(invalid, Rejection)
     source = SourceRef(topic="recommendations", partition=2, offset=41)
-    letter = dead_letter_for(raw, invalid, worker_id="w-1", source=source, attempts=3)
+    letter = dead_letter(raw, invalid, worker_id="w-1", source=source, attempts=3)
     assert letter.original == raw.decode()
     assert letter.original_base64 is None
     assert (letter.error_class, letter.field) == ("WrongType", "score")
@@ -224,8 +224,8 @@ def test_dead_letter_keeps_original_and_reason():
 def test_dead_letter_of_non_utf8_bytes_is_lossless():
     raw = b'{"event_id": "\xff"}'
     invalid = validate_recommendation(raw)
-    assert isinstance(invalid, Invalid)
-    letter = dead_letter_for(raw, invalid, worker_id="w-1")
+    assert isinstance(invalid, Rejection)
+    letter = dead_letter(raw, invalid, worker_id="w-1")
     assert base64.b64decode(letter.original_base64) == raw
     assert "\\xff" in letter.original
 
@@ -233,7 +233,7 @@ def test_dead_letter_of_non_utf8_bytes_is_lossless():
 def test_dead_letter_of_oversized_message_keeps_only_the_reference():
     raw = b"x" * 300_000
     invalid = validate_recommendation(raw)
-    assert isinstance(invalid, Invalid)
+    assert isinstance(invalid, Rejection)
     source = SourceRef(topic="recommendations", partition=0, offset=7)
-    letter = dead_letter_for(raw, invalid, worker_id="w-1", source=source)
+    letter = dead_letter(raw, invalid, worker_id="w-1", source=source)
     assert letter.original is None and letter.source == source

@@ -202,7 +202,7 @@ def run_generate_bench(
     from recx_worker.config import load_settings
     from recx_worker.devtools.benchio import report
     from recx_worker.enrich import enrich
-    from recx_worker.explainer import ExplainRequest
+    from recx_worker.explainer import ExplainerContext, ExplainRequest
     from recx_worker.plugins import UnknownExplainerError, create_explainer
     from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
@@ -224,9 +224,8 @@ def run_generate_bench(
     meta: dict[str, Any] = {"requests": len(requests), "explainers": {}}
     for name in names:
         try:
-            explainer = create_explainer(
-                name, settings=settings, store=store, **settings.chain.options.get(name, {})
-            )
+            context = ExplainerContext.from_settings(settings, store)
+            explainer = create_explainer(name, context, **settings.chain.options.get(name, {}))
             explainer.warm_up()
         except UnknownExplainerError as exc:
             raise BenchInputError(str(exc)) from None
