@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from recx_worker import explain_cli
+from recx_worker import explain_cli, topics_cli
 from recx_worker.config import BadSetting, load_settings, use_config_file
 from recx_worker.devtools.kafka_local import cli as kafka_cli
 from recx_worker.retrieval import cli as index_cli
@@ -95,6 +95,7 @@ app.add_typer(kafka_cli.app, name="kafka", help="A local Apache Kafka (KRaft) fo
 app.add_typer(data_cli.app, name="data", help="Reviews -> explanation data.")
 app.add_typer(index_cli.app, name="index", help="Embeddings + FAISS index.")
 app.add_typer(train_cli.app, name="train", help="Fine-tune explainers.")
+app.add_typer(topics_cli.app, name="topics", help="Create the worker's Kafka topics.")
 app.add_typer(bench_app, name="bench")
 explain_cli.register(app)
 worker_cli.register(app)

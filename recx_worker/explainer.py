@@ -5,8 +5,8 @@ is all it may rely on (declared paths, the feature lexicon, an evidence source),
 come from ``chain.options.<name>``. It receives a list of ``ExplainRequest`` and returns a
 list of the same length whose entries are ``Explanation`` or ``ExplainFailure`` (a deliberate
 "not this one", reported as ``declined``); an exception fails the whole batch for that stage
-(reported as ``error``, as is a per-request exception ``BaseExplainer`` catches). Plugins provide explainers through the ``recx_explainers`` hook
-(see ``hookspecs`` and docs/plugins.md).
+(reported as ``error``, as is a per-request exception ``BaseExplainer`` catches). Plugins
+provide explainers through the ``recx_explainers`` hook (see ``hookspecs``, docs/plugins.md).
 """
 
 from __future__ import annotations

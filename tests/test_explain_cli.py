@@ -183,7 +183,7 @@ def test_one_off_unknown_item_is_a_clear_error(dirs):
         "--index", str(index_dir), "--chain", "template",
     )  # fmt: skip
     assert result.exit_code == 1
-    assert "cannot explain: unknown item_id 'NOPE'" in result.output
+    assert "cannot explain (UnknownItem): unknown item_id 'NOPE'" in result.output
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ from recx_worker.events import (
     utc_now,
 )
 from recx_worker.signals import interrupt_on_sigterm
+from recx_worker.topics import ensure_topics
 
 DEMO_DIR = Path("var/demo")
 REVIEWS_FILE = "reviews_Musical_Instruments_5.json.gz"
@@ -237,23 +238,6 @@ def local_kafka(data_dir: Path, keep: bool) -> Iterator[str]:
             console.print("kafka: stopped")
 
 
-def create_topics(settings: Settings, partitions: int) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    kafka = settings.kafka
-    admin = KafkaAdminClient(**kafka.client_config(), client_id="recx-demo-admin")
-    try:
-        admin.create_topics(
-            [
-                NewTopic(kafka.input_topic, partitions, 1),
-                NewTopic(kafka.output_topic, partitions, 1),
-                NewTopic(kafka.dlq_topic, 1, 1),
-            ]
-        )
-    finally:
-        admin.close()
-
-
 @dataclass
 class Workers:
     """``recx worker`` subprocesses, each in its own session, with a log file."""
@@ -332,7 +316,6 @@ class Workers:
 # an expired deadline hands the batch to the next stage.
 DEMO_MAX_BATCH = 16
 DEMO_LM_OPTIONS = {"batch_size": DEMO_MAX_BATCH, "threads": 1, "max_new_tokens": 32}
-DEMO_DEADLINE_MS = {"lora": 120_000, "prompt": 120_000, "template": 1_000}
 
 
 def describe_adapter(adapter_dir: Path) -> None:
@@ -353,9 +336,8 @@ def describe_adapter(adapter_dir: Path) -> None:
 def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
     """The environment of a demo worker: this run's Kafka, topics, data, chain and batching."""
     kafka, paths = settings.kafka, settings.paths
-    explicit = settings.chain.model_fields_set  # set by RECX_* / config: those win
     options = {name: DEMO_LM_OPTIONS for name in ("lora", "prompt")} | settings.chain.options
-    deadlines = settings.chain.deadline_ms if "deadline_ms" in explicit else DEMO_DEADLINE_MS
+    deadlines = settings.chain.deadline_ms  # the defaults in config.py, or as configured
     env = dict(os.environ)
     env.update(
         {
@@ -688,12 +670,11 @@ def run_demo(
         else:
             bootstrap = stack.enter_context(local_kafka(demo_dir / "kafka", keep_kafka))
             kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        kafka = kafka.model_copy(update={"partitions": partitions, "replication_factor": 1})
         settings = settings.model_copy(update={"kafka": kafka})
-        create_topics(settings, partitions)
-        console.print(
-            f"topics: {kafka.input_topic} ({partitions} partitions), {kafka.output_topic}, "
-            f"{kafka.dlq_topic}; group {kafka.group_id}"
-        )
+        for topic in ensure_topics(kafka):  # what `recx topics create` does
+            console.print(f"topics: {topic.describe()}")
+        console.print(f"group: {kafka.group_id}")
         pool = Workers()
         stack.callback(pool.stop)
         console.print(f"[bold]workers[/bold]: starting {workers} with chain {' -> '.join(chain)}")
