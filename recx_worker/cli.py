@@ -22,6 +22,7 @@ from rich.markup import escape
 from recx_worker import explain_cli, topics_cli
 from recx_worker.config import BadSetting, load_settings, use_config_file
 from recx_worker.devtools.kafka_local import cli as kafka_cli
+from recx_worker.plugins import PluginError
 from recx_worker.retrieval import cli as index_cli
 from recx_worker.worker import cli as worker_cli
 from training import cli as train_cli
@@ -35,7 +36,7 @@ _stderr = Console(stderr=True, soft_wrap=True)
 
 def _prepare() -> None:
     """Check the settings (one-line error if bad) and load ``worker.plugin_modules``."""
-    from recx_worker.plugins import PluginError, load_plugin_modules
+    from recx_worker.plugins import load_plugin_modules
 
     try:
         load_plugin_modules(load_settings().worker.plugin_modules)
@@ -56,7 +57,7 @@ def with_config(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             _prepare()
             return command(*args, **kwargs)
-        except BadSetting as exc:
+        except (BadSetting, PluginError) as exc:
             _stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         finally:

@@ -83,8 +83,16 @@ def _mapping_value(value: Any) -> Any:
         key, sep, item = part.partition("=")
         if not sep or not key.strip():
             raise ValueError("a JSON object or key=value pairs")
-        pairs[key.strip()] = item.strip()
+        pairs[key.strip()] = _scalar(item.strip())
     return pairs
+
+
+def _scalar(text: str) -> Any:
+    """``5000`` -> 5000, ``true`` -> True, anything else stays text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 StrList = Annotated[list[str], NoDecode, BeforeValidator(_list_value)]

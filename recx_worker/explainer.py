@@ -152,9 +152,9 @@ class BaseExplainer:
     name: ClassVar[str] = "base"
     version: ClassVar[str] = "0"
 
-    def __init__(self, *, context: ExplainerContext | None = None, **options: Any) -> None:
+    def __init__(self, *, context: ExplainerContext | None = None) -> None:
+        """Options are the subclass's own keyword arguments; an unknown one is an error."""
         self.context = context or ExplainerContext()
-        self.options = options
 
     def warm_up(self) -> None:
         return None

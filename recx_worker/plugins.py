@@ -121,14 +121,14 @@ def create_explainer(
         )
     reg = available[name]
     context = context or ExplainerContext()
-    try:
+    try:  # options passed on with **options are checked by the base classes they reach
         inspect.signature(reg.cls).bind(context=context, **options)
+        explainer = reg.cls(context=context, **options)
     except TypeError as exc:
         raise PluginError(
-            f"explainer {name!r} from {reg.origin} cannot take these options "
-            f"{sorted(options)}: {exc}"
+            f"explainer {name!r} from {reg.origin} cannot take the options "
+            f"{sorted(options)} (chain.options.{name}): {exc}"
         ) from None
-    explainer = reg.cls(context=context, **options)
     if not isinstance(explainer, Explainer):
         missing = [
             attr

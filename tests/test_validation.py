@@ -9,6 +9,7 @@ import pytest
 
 from recx_worker.events import DeadLetter, RecommendationEvent, SourceRef
 from recx_worker.validation import (
+    ERROR_CLASSES,
     Rejection,
     dead_letter,
     field_path,
@@ -237,3 +238,34 @@ def test_dead_letter_of_oversized_message_keeps_only_the_reference():
     source = SourceRef(topic="recommendations", partition=0, offset=7)
     letter = dead_letter(raw, invalid, worker_id="w-1", source=source)
     assert letter.original is None and letter.source == source
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (b'{"event_id": "e1", "user_id": "\\ud800", "item_id": "i"}', "user_id"),
+        (b'{"event_id": "e1", "user_id": "u", "item_id": "i", "style": "a\\udfffb"}', "style"),
+        (b'{"event_id": "e1", "user_id": "u", "item_id": "i", "history": '
+         b'[{"item_id": "ok"}, {"item_id": "x\\ud83c"}]}', "history[1].item_id"),
+    ],
+)  # fmt: skip
+def test_lone_surrogate_escape_is_a_listed_class_with_a_true_reason(raw: bytes, field: str):
+    result = validate_recommendation(raw)
+    assert isinstance(result, Rejection)
+    assert result.error_class == "InvalidUnicode" and result.error_class in ERROR_CLASSES
+    assert result.field == field
+    assert f"field '{field}' holds a lone UTF-16 surrogate escape" in result.reason
+    assert "hex escape" not in result.reason
+    letter = dead_letter(raw, result, worker_id="w")  # the original bytes survive as text
+    assert letter.original == raw.decode() and letter.error_class == "InvalidUnicode"
+
+
+def test_a_surrogate_pair_is_valid_unicode():
+    raw = b'{"event_id": "e1", "user_id": "\\ud83c\\udfb8", "item_id": "i"}'
+    event = validate_recommendation(raw)
+    assert isinstance(event, RecommendationEvent) and event.user_id == "\U0001f3b8"
+
+
+def test_every_bad_case_class_is_listed():
+    for _raw, error_class, *_ in BAD_CASES.values():
+        assert error_class in ERROR_CLASSES
