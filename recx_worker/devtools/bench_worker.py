@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
+from recx_worker.devtools.benchio import percentile
 from recx_worker.signals import interrupt_on_sigterm
 
 MODES = ("worker", "ceiling")
@@ -140,8 +141,8 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
             "events_per_s": round(throughput, 1),
             "latency_rate_per_s": round(rate, 1),
             "latency_events": k,
-            "p50_ms": _pct(lat, 50),
-            "p99_ms": _pct(lat, 99),
+            "p50_ms": round(percentile(lat, 50), 1),
+            "p99_ms": round(percentile(lat, 99), 1),
         }
     finally:
         for proc in procs:
@@ -151,13 +152,6 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    index = min(round(q / 100 * (len(values) - 1)), len(values) - 1)
-    return round(float(values[index]), 1)
 
 
 def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) -> Any:

@@ -36,6 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings
+from recx_worker.devtools.benchio import percentile
 from recx_worker.events import (
     DeadLetter,
     ExplanationEvent,
@@ -547,12 +548,6 @@ def match_dead_letters(
         )
         rows.append((bad, letter, as_expected))
     return rows
-
-
-def percentile(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def summarize(
