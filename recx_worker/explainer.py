@@ -49,14 +49,21 @@ class EvidenceSource(Protocol):
 class ExplainerPaths:
     """The files an explainer may read (from ``paths.*`` settings)."""
 
-    data_dir: Path
-    index_dir: Path
-    adapter_dir: Path
-    model_cache: Path
+    data_dir: Path = field(
+        metadata={"doc": "Prepared data (`recx data prepare`): splits, profiles"}
+    )
+    index_dir: Path = field(metadata={"doc": "The FAISS item index (`recx index build`)"})
+    adapter_dir: Path = field(metadata={"doc": "The LoRA adapter directory (`recx train lora`)"})
+    model_cache: Path = field(metadata={"doc": "Converted base-model checkpoints"})
 
     @classmethod
     def from_settings(cls, paths: PathSettings) -> ExplainerPaths:
         return cls(paths.data_dir, paths.index_dir, paths.adapter_dir, paths.model_cache)
+
+    @classmethod
+    def defaults(cls) -> ExplainerPaths:
+        """The default ``paths.*`` settings."""
+        return cls.from_settings(PathSettings())
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +71,16 @@ class ExplainerContext:
     """Everything recx hands an explainer besides its own options."""
 
     paths: ExplainerPaths = field(
-        default_factory=lambda: ExplainerPaths.from_settings(PathSettings())
+        default_factory=ExplainerPaths.defaults,
+        metadata={"doc": "The files an explainer may read (`ExplainerPaths`)"},
     )
-    evidence: EvidenceSource | None = None
-    lexicon: Lexicon | None = None
+    evidence: EvidenceSource | None = field(
+        default=None,
+        metadata={"doc": "Evidence for other (user, item) pairs, e.g. few-shot examples"},
+    )
+    lexicon: Lexicon | None = field(
+        default=None, metadata={"doc": "The feature lexicon the guard checks explanations with"}
+    )
 
     @classmethod
     def from_settings(
@@ -82,9 +95,14 @@ class ExplainerContext:
 class ExplainRequest:
     """One recommendation with its evidence, ready to be explained."""
 
-    event: RecommendationEvent
-    evidence: Evidence
-    max_words: int = DEFAULT_MAX_WORDS
+    event: RecommendationEvent = field(metadata={"doc": "The validated recommendation"})
+    evidence: Evidence = field(
+        metadata={"doc": "The facts the explanation may use (and nothing else)"}
+    )
+    max_words: int = field(
+        default=DEFAULT_MAX_WORDS,
+        metadata={"doc": "Longest answer in words (the event's `max_words`, else chain.max_words)"},
+    )
 
     @property
     def user_id(self) -> str:
@@ -99,10 +117,14 @@ class ExplainRequest:
 class Explanation:
     """An answer: the text, and which model (and adapter) wrote it."""
 
-    text: str
-    model: str | None = None
-    adapter_version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    text: str = field(metadata={"doc": "One sentence; the guard checks it before publishing"})
+    model: str | None = field(default=None, metadata={"doc": "The model that wrote it"})
+    adapter_version: str | None = field(
+        default=None, metadata={"doc": "The adapter version, for fine-tuned models"}
+    )
+    extra: dict[str, Any] = field(
+        default_factory=dict, metadata={"doc": "Free-form details (not published)"}
+    )
 
 
 @dataclass(slots=True)
@@ -113,9 +135,11 @@ class ExplainFailure:
     made ``from_exception`` (a per-request crash caught by ``BaseExplainer``) as ``error``.
     """
 
-    error_class: str
-    message: str
-    crashed: bool = False
+    error_class: str = field(metadata={"doc": "A short class name, e.g. `CleaningError`"})
+    message: str = field(metadata={"doc": "Why there is no answer"})
+    crashed: bool = field(
+        default=False, metadata={"doc": "True when made from an exception (reported as `error`)"}
+    )
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ExplainFailure:
