@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from recx_worker.events import ExplanationEvent, SkippedStage
+from recx_worker.events import ExplanationEvent, SkippedStage, SkipReason
 from recx_worker.explainer import (
     Explainer,
     ExplainerContext,
@@ -268,10 +268,10 @@ class ExplainerChain:
             results.append(ChainResult(request, published, latency_ms))
         return results
 
-    def _judge(self, request: ExplainRequest, outcome: Any) -> tuple[str | None, Any]:
+    def _judge(self, request: ExplainRequest, outcome: Any) -> tuple[SkipReason | None, Any]:
         """``(None, verdict)`` when the outcome may be published, else ``(reason, detail)``."""
         if isinstance(outcome, ExplainFailure):
-            reason = "error" if outcome.crashed else "declined"
+            reason: SkipReason = "error" if outcome.crashed else "declined"
             return reason, f"{outcome.error_class}: {outcome.message}"
         if not isinstance(outcome, Explanation) or not isinstance(outcome.text, str):
             return "error", f"returned {type(outcome).__name__}, not an Explanation"

@@ -120,11 +120,14 @@ class Evidence(_Model):
         return allowed
 
 
+SkipReason = Literal["error", "declined", "timeout", "guard_rejected", "unavailable"]
+
+
 class SkippedStage(_Model):
     """A chain stage that did not answer, and why."""
 
     explainer: str
-    reason: Literal["error", "declined", "timeout", "guard_rejected", "unavailable"] = Field(
+    reason: SkipReason = Field(
         description="error: the explainer raised (a crash); declined: it returned an "
         "ExplainFailure for this request; timeout: it missed its deadline; guard_rejected: "
         "its text failed the guard; unavailable: it was disabled or still busy"

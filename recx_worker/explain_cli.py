@@ -89,9 +89,10 @@ def explain(
         settings.chain.explainers = [n.strip() for n in chain.split(",") if n.strip()]
     core = _open_core(settings, data_dir, index or settings.paths.index_dir)
     with core:
-        if one_off:
+        if user is not None and item is not None:
             code = _explain_one(core, user, item, history, as_json)
         else:
+            assert in_path is not None and out is not None  # checked above
             _explain_file(core, in_path, out, rejects, batch_size, report)
             code = 0
     if code:
