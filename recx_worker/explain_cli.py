@@ -245,7 +245,7 @@ def _summary(
         "events_per_s": round(rate, 3),
     }
     if report is not None:  # the benchmark format (also records the hardware)
-        bench_report("explain", rows, out=report, **meta)
+        bench_report("explain", rows, out=report, title="recx explain", **meta)
     else:
         table = Table(title="recx explain")
         for col in ("outcome", "events", "share"):
@@ -253,9 +253,10 @@ def _summary(
         for row in rows:
             table.add_row(row["outcome"], str(row["events"]), f"{row['share']:.1%}")
         Console().print(table)
+    shown_rate = f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}"  # a slow chain is not 0/s
     typer.echo(
         f"{read} events: {explained} explained -> {out}, {rejected} rejected -> {rejects}; "
-        f"{elapsed:.2f} s, {rate:,.3g} events/s"
+        f"{elapsed:.2f} s, {shown_rate} events/s"
     )
 
 

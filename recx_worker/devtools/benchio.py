@@ -36,10 +36,16 @@ def hardware() -> dict[str, Any]:
 
 
 def report(
-    name: str, rows: list[dict[str, Any]], out: Path | None = None, **meta: Any
+    name: str,
+    rows: list[dict[str, Any]],
+    out: Path | None = None,
+    *,
+    title: str | None = None,
+    **meta: Any,
 ) -> dict[str, Any]:
-    """Print ``rows`` as a table titled ``name``; write them (plus ``meta``) as JSON to ``out``."""
-    table = Table(title=f"recx bench {name}")
+    """Print ``rows`` as a table titled ``title`` (default ``recx bench NAME``); write them
+    (plus ``meta``) as JSON to ``out``."""
+    table = Table(title=title or f"recx bench {name}")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     for col in columns:
         table.add_column(col, justify="right")
