@@ -80,7 +80,7 @@ class Stage:
     explainer: Explainer
     deadline_s: float
     disabled: str | None = None
-    _busy: Future | None = field(default=None, repr=False)
+    _busy: Future[list[Any]] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -100,7 +100,7 @@ class Stage:
 
         A daemon thread never keeps the process alive: a stuck model call cannot block exit.
         """
-        future: Future = Future()
+        future: Future[list[Any]] = Future()
 
         def run() -> None:
             if not future.set_running_or_notify_cancel():

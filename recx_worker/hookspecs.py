@@ -15,8 +15,10 @@ hookimpl = pluggy.HookimplMarker("recx")
 def recx_explainers() -> list[type]:
     """Return explainer classes (``recx_worker.explainer.Explainer``), each made as
     ``cls(context=ExplainerContext, **options)``; names must be unique across plugins."""
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
 def recx_guards() -> list[type]:
     """Return extra guard classes with ``check(request, text) -> str | None`` (reason or None)."""
+    raise NotImplementedError  # a specification: plugins implement it

@@ -13,7 +13,7 @@ import importlib.metadata
 import inspect
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -86,7 +86,8 @@ def registered_explainers() -> dict[str, RegisteredExplainer]:
     """
     found: dict[str, RegisteredExplainer] = {}
     for impl in plugin_manager().hook.recx_explainers.get_hookimpls():
-        for cls in impl.function() or []:
+        classes = cast(list[type], impl.function() or [])
+        for cls in classes:
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {impl.plugin_name} registers {cls!r} without a name")
@@ -148,4 +149,7 @@ def entry_points() -> list[importlib.metadata.EntryPoint]:
 def registered_guards() -> list[type]:
     """Extra guard classes provided by installed plugins through the ``recx_guards`` hook."""
     pm = plugin_manager()
-    return [cls for impl in pm.hook.recx_guards.get_hookimpls() for cls in impl.function() or []]
+    found: list[type] = []
+    for impl in pm.hook.recx_guards.get_hookimpls():
+        found.extend(cast(list[type], impl.function() or []))
+    return found

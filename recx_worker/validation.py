@@ -16,10 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from recx_worker.config import DEFAULT_MAX_HISTORY, DEFAULT_MAX_MESSAGE_BYTES
 from recx_worker.events import SCHEMA_VERSION, DeadLetter, RecommendationEvent, SourceRef
@@ -105,9 +107,13 @@ def field_path(loc: tuple[str | int, ...]) -> str:
     return path
 
 
-def _find_non_finite(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple, float] | None:
+Loc = tuple[str | int, ...]
+
+
+def _find_non_finite(value: Any, loc: Loc = ()) -> tuple[Loc, float] | None:
     if isinstance(value, float) and not math.isfinite(value):
         return loc, value
+    items: Iterable[tuple[str | int, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
@@ -120,7 +126,7 @@ def _find_non_finite(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple
     return None
 
 
-def _find_surrogate(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple, str] | None:
+def _find_surrogate(value: Any, loc: Loc = ()) -> tuple[Loc, str] | None:
     """The first string (or key) holding a lone surrogate code point, with its location."""
     if isinstance(value, str):
         bad = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
@@ -138,7 +144,7 @@ def _find_surrogate(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple,
     return None
 
 
-def _from_pydantic(error: dict[str, Any], more: int) -> Rejection:
+def _from_pydantic(error: ErrorDetails, more: int) -> Rejection:
     kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
     field = field_path(loc)
     ctx = error.get("ctx") or {}
@@ -157,7 +163,8 @@ def _from_pydantic(error: dict[str, Any], more: int) -> Rejection:
     if kind == "string_too_long":
         return Rejection(
             "TextTooLong",
-            f"field '{field}' is {len(value)} characters; the limit is {ctx['max_length']}{suffix}",
+            f"field '{field}' is {len(str(value))} characters; "
+            f"the limit is {ctx['max_length']}{suffix}",
             field,
         )
     if kind in _TYPE_ERRORS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from kafka import TopicPartition
 
@@ -48,7 +48,7 @@ class InRecord:
         return None
 
     @classmethod
-    def from_consumer(cls, record) -> InRecord:
+    def from_consumer(cls, record: Any) -> InRecord:
         return cls(
             topic=record.topic,
             partition=record.partition,
