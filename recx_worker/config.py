@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
@@ -299,6 +300,26 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise BadSetting(_describe_source_error(exc)) from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def settings_env(sections: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``{"kafka": {"input_topic": "x"}}`` -> ``{"RECX_KAFKA__INPUT_TOPIC": "x"}``: settings
+    for a child process (lists and mappings as JSON). An unknown setting raises BadSetting."""
+    env: dict[str, str] = {}
+    for section, values in sections.items():
+        info = Settings.model_fields.get(section)
+        known = getattr(info.annotation, "model_fields", {}) if info is not None else {}
+        for key, value in values.items():
+            if key not in known:
+                raise BadSetting(f"unknown setting {section}.{key} ({env_name((section, key))})")
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, list | tuple | dict):
+                text = json.dumps(value, default=str)
+            else:
+                text = str(value)
+            env[env_name((section, key))] = text
+    return env
 
 
 # -- one-line errors -----------------------------------------------------------------------------

@@ -98,3 +98,26 @@ def test_config_file_is_used_by_the_command(tmp_path: Path):
     assert "slow-template" in result.output and "module worker_test_plugins" in result.output
     with pytest.raises(BadSetting):  # the file applied to that command only
         load_settings(tmp_path / "other.toml")
+
+
+def test_settings_env_round_trips_through_the_environment(monkeypatch):
+    from recx_worker.config import settings_env
+
+    env = settings_env(
+        {
+            "chain": {"explainers": ["lora", "template"], "deadline_ms": {"lora": 5}},
+            "kafka": {"exactly_once": True, "input_topic": "in"},
+            "paths": {"data_dir": Path("/tmp/d")},
+        }
+    )
+    assert env["RECX_CHAIN__EXPLAINERS"] == '["lora", "template"]'
+    assert env["RECX_KAFKA__EXACTLY_ONCE"] == "true"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.chain.explainers == ["lora", "template"]
+    assert settings.chain.deadline_ms == {"lora": 5}
+    assert settings.kafka.exactly_once and settings.kafka.input_topic == "in"
+    assert settings.paths.data_dir == Path("/tmp/d")
+    with pytest.raises(BadSetting, match=r"unknown setting chain\.explainer "):
+        settings_env({"chain": {"explainer": "x"}})

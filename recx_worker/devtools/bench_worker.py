@@ -155,22 +155,27 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
 
 
 def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) -> Any:
+    from recx_worker.config import settings_env
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECX_")}
-    env.update(
+    env["OMP_NUM_THREADS"] = "1"
+    env |= settings_env(
         {
-            "RECX_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "RECX_KAFKA__INPUT_TOPIC": topics["input"],
-            "RECX_KAFKA__OUTPUT_TOPIC": topics["output"],
-            "RECX_KAFKA__DLQ_TOPIC": topics["dlq"],
-            "RECX_KAFKA__GROUP_ID": f"{run}-group",
-            "RECX_PATHS__DATA_DIR": str(kw["data"]),
-            "RECX_PATHS__INDEX_DIR": str(kw["index"]),
-            "RECX_CHAIN__EXPLAINERS": json.dumps(kw["chain"].split(",")),
-            "RECX_WORKER__WORKER_ID": f"bench-{i}",
-            "RECX_WORKER__METRICS_PORT": "-1",
-            "RECX_WORKER__MAX_BATCH": str(kw["max_batch"]),
-            "RECX_WORKER__LOG_LEVEL": "WARNING",
-            "OMP_NUM_THREADS": "1",
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "input_topic": topics["input"],
+                "output_topic": topics["output"],
+                "dlq_topic": topics["dlq"],
+                "group_id": f"{run}-group",
+            },
+            "paths": {"data_dir": kw["data"], "index_dir": kw["index"]},
+            "chain": {"explainers": kw["chain"].split(",")},
+            "worker": {
+                "worker_id": f"bench-{i}",
+                "metrics_port": -1,
+                "max_batch": kw["max_batch"],
+                "log_level": "WARNING",
+            },
         }
     )
     if mode == "worker":

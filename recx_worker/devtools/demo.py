@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings
+from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings, settings_env
 from recx_worker.devtools.benchio import percentile
 from recx_worker.events import (
     DeadLetter,
@@ -340,24 +340,21 @@ def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
     options = {name: DEMO_LM_OPTIONS for name in ("lora", "prompt")} | settings.chain.options
     deadlines = settings.chain.deadline_ms  # the defaults in config.py, or as configured
     env = dict(os.environ)
+    env.setdefault("RECX_WORKER__MAX_BATCH", str(DEMO_MAX_BATCH))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update({"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
+    topics = ("bootstrap_servers", "input_topic", "output_topic", "dlq_topic", "group_id")
     env.update(
-        {
-            "RECX_WORKER__MAX_BATCH": env.get("RECX_WORKER__MAX_BATCH", str(DEMO_MAX_BATCH)),
-            "RECX_CHAIN__OPTIONS": json.dumps(options),
-            "RECX_CHAIN__DEADLINE_MS": json.dumps(deadlines),
-            "RECX_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "RECX_KAFKA__INPUT_TOPIC": kafka.input_topic,
-            "RECX_KAFKA__OUTPUT_TOPIC": kafka.output_topic,
-            "RECX_KAFKA__DLQ_TOPIC": kafka.dlq_topic,
-            "RECX_KAFKA__GROUP_ID": kafka.group_id,
-            "RECX_CHAIN__EXPLAINERS": json.dumps(chain),
-            "RECX_PATHS__DATA_DIR": str(paths.data_dir.resolve()),
-            "RECX_PATHS__INDEX_DIR": str(paths.index_dir.resolve()),
-            "RECX_PATHS__ADAPTER_DIR": str(paths.adapter_dir.resolve()),
-            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1",
-        }
+        settings_env(
+            {
+                "chain": {"options": options, "deadline_ms": deadlines, "explainers": chain},
+                "kafka": {key: getattr(kafka, key) for key in topics},
+                "paths": {
+                    key: getattr(paths, key).resolve()
+                    for key in ("data_dir", "index_dir", "adapter_dir")
+                },
+            }
+        )
     )
     return env
 
