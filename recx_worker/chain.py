@@ -137,9 +137,11 @@ class ExplainerChain:
         explainers: list[str] | None = None,
         guard: Guard | None = None,
     ) -> ExplainerChain:
-        """Stages from ``settings.chain`` (or ``explainers``), created through the plugins."""
-        from recx_worker.plugins import create_explainer
+        """Stages from ``settings.chain`` (or ``explainers``), created through the plugins
+        (entry points and ``worker.plugin_modules``)."""
+        from recx_worker.plugins import create_explainer, load_plugin_modules
 
+        load_plugin_modules(settings.worker.plugin_modules)
         chain = settings.chain
         stages = []
         for name in explainers or chain.explainers:
