@@ -121,3 +121,24 @@ def test_settings_env_round_trips_through_the_environment(monkeypatch):
     assert settings.paths.data_dir == Path("/tmp/d")
     with pytest.raises(BadSetting, match=r"unknown setting chain\.explainer "):
         settings_env({"chain": {"explainer": "x"}})
+
+
+def test_every_command_takes_config():
+    from typer.main import get_command
+
+    def leaves(command, path=()):
+        subs = getattr(command, "commands", None)
+        if subs is None:
+            yield " ".join(path), command
+            return
+        for name, sub in subs.items():
+            yield from leaves(sub, (*path, name))
+
+    commands = dict(leaves(get_command(app)))
+    assert {"explain", "plugins", "worker", "eval", "topics create", "data prepare"} <= set(
+        commands
+    )
+    without = [
+        name for name, cmd in commands.items() if "config" not in {p.name for p in cmd.params}
+    ]
+    assert without == []
