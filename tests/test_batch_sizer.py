@@ -84,8 +84,8 @@ def test_chain_sends_the_slow_stage_only_what_meets_its_deadline() -> None:
     chain.explain([req(f"w{i}") for i in range(4)])  # measured: ~0.1 s for 4
     results = chain.explain([req(f"e{i}") for i in range(60)])  # 60 x 20 ms > 0.5 s
     assert all(isinstance(r, ChainResult) for r in results)
-    by_costly = [r for r in results if r.explainer == "costly"]
-    skipped = [r for r in results if r.explainer == "template"]
+    by_costly = [r for r in results if r.event.explainer == "costly"]
+    skipped = [r for r in results if r.event.explainer == "template"]
     assert 5 <= len(by_costly) < 60 and len(by_costly) + len(skipped) == 60
     assert by_costly == results[: len(by_costly)]  # the oldest requests go first
     assert all(s.skipped[0].reason == "deadline_skipped" for s in skipped)
@@ -100,11 +100,11 @@ def test_latency_target_sends_the_rest_to_the_template_at_once() -> None:
         [(costly, 60.0), (TemplateExplainer(), 1.0)], Guard(LEXICON), DeadlineBatcher(0.3)
     )
     first = chain.explain([req(f"p{i}") for i in range(8)])
-    assert [r.explainer for r in first].count("costly") == 1  # the probe
+    assert [r.event.explainer for r in first].count("costly") == 1  # the probe
     started = time.perf_counter()
     results = chain.explain([req(f"e{i}") for i in range(20)])
     elapsed = time.perf_counter() - started
-    answered = [r.explainer for r in results].count("costly")
+    answered = [r.event.explainer for r in results].count("costly")
     assert 1 <= answered <= 5  # (0.3 s x 0.8 - 0.01) / 0.05 = 4
     assert elapsed < 1.0  # instead of 20 x 50 ms in the slow stage
 
@@ -114,7 +114,7 @@ def test_the_last_stage_is_never_sized() -> None:
     chain = ExplainerChain([(costly, 0.05)], Guard(LEXICON))
     chain.explain([req("a")])
     results = chain.explain([req(f"e{i}") for i in range(3)])
-    assert [r.explainer for r in results] == ["costly"] * 3
+    assert [r.event.explainer for r in results] == ["costly"] * 3
 
 
 def test_metrics_export_what_the_batcher_measured() -> None:
@@ -142,6 +142,6 @@ def test_the_last_stage_answers_even_when_the_target_is_spent() -> None:
         [(costly, 5.0), (TemplateExplainer(), 1.0)], Guard(LEXICON), DeadlineBatcher(0.1)
     )
     results = chain.explain([req("a"), req("b")])  # the probe alone overruns the target
-    assert [r.explainer for r in results] == ["template", "template"]
+    assert [r.event.explainer for r in results] == ["template", "template"]
     assert [s.reason for s in results[0].skipped] == ["timeout"]
     assert [s.reason for s in results[1].skipped] == ["deadline_skipped"]

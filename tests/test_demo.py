@@ -12,7 +12,7 @@ import pytest
 
 from recx_worker.devtools import demo
 from recx_worker.events import DeadLetter, Evidence, ExplanationEvent
-from recx_worker.validation import Invalid, validate_recommendation
+from recx_worker.validation import Rejection, validate_recommendation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,9 +85,9 @@ def test_malformed_inputs_fail_validation_with_the_expected_class(tmp_path):
     for bad in malformed:
         result = validate_recommendation(bad.payload)
         if bad.error_class == "UnknownItem":  # valid JSON; the worker's enrich step rejects it
-            assert not isinstance(result, Invalid)
+            assert not isinstance(result, Rejection)
         else:
-            assert isinstance(result, Invalid), bad.label
+            assert isinstance(result, Rejection), bad.label
             assert (result.error_class, result.field) == (bad.error_class, bad.field), bad.label
 
 

@@ -100,8 +100,6 @@ def test_template_phrasings_never_read_negative_for_any_demo_feature():
     features = [f.strip() for f in (path / "features.txt").read_text().splitlines() if f.strip()]
     assert len(features) > 100
     texts = [t.format(f=f) for f in features for pair in ONE_FEATURE for t in pair]
-    texts += [
-        t.format(f=f, g="price", be="is", be2="is") for f in features for t in TWO_FEATURES
-    ]
+    texts += [t.format(f=f, g="price", be="is", be2="is") for f in features for t in TWO_FEATURES]
     texts += list(NO_FEATURE)
     assert [t for t in texts if is_negative(t)] == []

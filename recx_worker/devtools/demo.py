@@ -35,7 +35,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings
+from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings, settings_env
+from recx_worker.devtools.benchio import percentile
 from recx_worker.events import (
     DeadLetter,
     ExplanationEvent,
@@ -44,6 +45,7 @@ from recx_worker.events import (
     utc_now,
 )
 from recx_worker.signals import interrupt_on_sigterm
+from recx_worker.topics import ensure_topics
 
 DEMO_DIR = Path("var/demo")
 REVIEWS_FILE = "reviews_Musical_Instruments_5.json.gz"
@@ -237,23 +239,6 @@ def local_kafka(data_dir: Path, keep: bool) -> Iterator[str]:
             console.print("kafka: stopped")
 
 
-def create_topics(settings: Settings, partitions: int) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    kafka = settings.kafka
-    admin = KafkaAdminClient(**kafka.client_config(), client_id="recx-demo-admin")
-    try:
-        admin.create_topics(
-            [
-                NewTopic(kafka.input_topic, partitions, 1),
-                NewTopic(kafka.output_topic, partitions, 1),
-                NewTopic(kafka.dlq_topic, 1, 1),
-            ]
-        )
-    finally:
-        admin.close()
-
-
 @dataclass
 class Workers:
     """``recx worker`` subprocesses, each in its own session, with a log file."""
@@ -332,7 +317,6 @@ class Workers:
 # an expired deadline hands the batch to the next stage.
 DEMO_MAX_BATCH = 16
 DEMO_LM_OPTIONS = {"batch_size": DEMO_MAX_BATCH, "threads": 1, "max_new_tokens": 32}
-DEMO_DEADLINE_MS = {"lora": 120_000, "prompt": 120_000, "template": 1_000}
 
 
 def describe_adapter(adapter_dir: Path) -> None:
@@ -353,28 +337,24 @@ def describe_adapter(adapter_dir: Path) -> None:
 def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
     """The environment of a demo worker: this run's Kafka, topics, data, chain and batching."""
     kafka, paths = settings.kafka, settings.paths
-    explicit = settings.chain.model_fields_set  # set by RECX_* / config: those win
     options = {name: DEMO_LM_OPTIONS for name in ("lora", "prompt")} | settings.chain.options
-    deadlines = settings.chain.deadline_ms if "deadline_ms" in explicit else DEMO_DEADLINE_MS
+    deadlines = settings.chain.deadline_ms  # the defaults in config.py, or as configured
     env = dict(os.environ)
+    env.setdefault("RECX_WORKER__MAX_BATCH", str(DEMO_MAX_BATCH))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update({"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
+    topics = ("bootstrap_servers", "input_topic", "output_topic", "dlq_topic", "group_id")
     env.update(
-        {
-            "RECX_WORKER__MAX_BATCH": env.get("RECX_WORKER__MAX_BATCH", str(DEMO_MAX_BATCH)),
-            "RECX_CHAIN__OPTIONS": json.dumps(options),
-            "RECX_CHAIN__DEADLINE_MS": json.dumps(deadlines),
-            "RECX_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "RECX_KAFKA__INPUT_TOPIC": kafka.input_topic,
-            "RECX_KAFKA__OUTPUT_TOPIC": kafka.output_topic,
-            "RECX_KAFKA__DLQ_TOPIC": kafka.dlq_topic,
-            "RECX_KAFKA__GROUP_ID": kafka.group_id,
-            "RECX_CHAIN__EXPLAINERS": json.dumps(chain),
-            "RECX_PATHS__DATA_DIR": str(paths.data_dir.resolve()),
-            "RECX_PATHS__INDEX_DIR": str(paths.index_dir.resolve()),
-            "RECX_PATHS__ADAPTER_DIR": str(paths.adapter_dir.resolve()),
-            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1",
-        }
+        settings_env(
+            {
+                "chain": {"options": options, "deadline_ms": deadlines, "explainers": chain},
+                "kafka": {key: getattr(kafka, key) for key in topics},
+                "paths": {
+                    key: getattr(paths, key).resolve()
+                    for key in ("data_dir", "index_dir", "adapter_dir")
+                },
+            }
+        )
     )
     return env
 
@@ -567,12 +547,6 @@ def match_dead_letters(
     return rows
 
 
-def percentile(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
 def summarize(
     events: list[RecommendationEvent],
     malformed: list[Malformed],
@@ -688,12 +662,11 @@ def run_demo(
         else:
             bootstrap = stack.enter_context(local_kafka(demo_dir / "kafka", keep_kafka))
             kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        kafka = kafka.model_copy(update={"partitions": partitions, "replication_factor": 1})
         settings = settings.model_copy(update={"kafka": kafka})
-        create_topics(settings, partitions)
-        console.print(
-            f"topics: {kafka.input_topic} ({partitions} partitions), {kafka.output_topic}, "
-            f"{kafka.dlq_topic}; group {kafka.group_id}"
-        )
+        for topic in ensure_topics(kafka):  # what `recx topics create` does
+            console.print(f"topics: {topic.describe()}")
+        console.print(f"group: {kafka.group_id}")
         pool = Workers()
         stack.callback(pool.stop)
         console.print(f"[bold]workers[/bold]: starting {workers} with chain {' -> '.join(chain)}")

@@ -131,8 +131,8 @@ class Worker:
 
     # -- setup -------------------------------------------------------------------------
     def _run(self) -> int:
+        from recx_worker.plugins import load_plugin_modules
         from recx_worker.worker.pipeline import Pipeline
-        from recx_worker.worker.plugins_extra import load_plugin_modules
 
         load_plugin_modules(self.cfg.plugin_modules)
         factory = self._pipeline_factory or Pipeline.from_settings
@@ -394,8 +394,7 @@ class Worker:
             return [out for r in records for out in self._outputs([r])]
 
     def _crash_letter(self, record: InRecord, exc: Exception) -> OutRecord:
-        from recx_worker.events import SourceRef
-        from recx_worker.validation import make_dead_letter
+        from recx_worker.validation import Rejection
 
         log.error(
             "processing_error",
@@ -403,14 +402,10 @@ class Worker:
             offset=record.offset,
             error=f"{type(exc).__name__}: {exc}",
         )
-        letter = make_dead_letter(
-            record.value,
-            error_class="ProcessingError",
-            reason=f"{type(exc).__name__}: {exc}"[:1000],
-            worker_id=self.cfg.worker_id,
-            source=SourceRef(topic=record.topic, partition=record.partition, offset=record.offset),
+        rejection = Rejection("ProcessingError", f"{type(exc).__name__}: {exc}"[:1000])
+        return dead_letter_record(
+            self.settings.kafka.dlq_topic, record, rejection, worker_id=self.cfg.worker_id
         )
-        return dead_letter_record(self.settings.kafka.dlq_topic, letter, record)
 
     # -- shutdown ----------------------------------------------------------------------
     def _on_signal(self, signum: int) -> None:
