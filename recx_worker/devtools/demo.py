@@ -40,7 +40,6 @@ from recx_worker.devtools.benchio import percentile
 from recx_worker.events import (
     DeadLetter,
     ExplanationEvent,
-    HistoryEntry,
     RecommendationEvent,
     utc_now,
 )
@@ -50,7 +49,7 @@ from recx_worker.topics import ensure_topics
 DEMO_DIR = Path("var/demo")
 REVIEWS_FILE = "reviews_Musical_Instruments_5.json.gz"
 FEATURES_FILE = "features.txt"
-# The public source files (see README "Data") and their checksums.
+# The public source files (see docs/data.md) and their checksums.
 RAW_SHA256 = {
     REVIEWS_FILE: "03f9cc27ae13a454cb4ea6cb620fb10546cc1194ef921441d1c5f34addff2748",
     FEATURES_FILE: "3e00e8c050b485fe4cb8ab3b2fed93fdbfa0ceaa98053e383501f2cd76719249",
@@ -81,7 +80,7 @@ def verify_raw_data(raw_dir: Path) -> None:
         path = raw_dir / name
         if not path.exists():
             raise DemoError(
-                f"{path} is missing: download it as described in README 'Data' "
+                f"{path} is missing: download it as described in docs/data.md "
                 "(Amazon 2014 5-core Musical Instruments, McAuley lab)"
             )
         actual = sha256_file(path)
@@ -150,9 +149,9 @@ class Malformed:
 
 def build_events(data_dir: Path, n: int, seed: int = 0) -> list[RecommendationEvent]:
     """``n`` events from distinct held-out TEST (user, item) pairs, each with the user's TRAIN
-    history (most recent first). Pairs whose item has no TRAIN profile are left out: the
+    history (its most recent items). Pairs whose item has no TRAIN profile are left out: the
     worker has no evidence for them."""
-    from recx_worker.prepared import PreparedData
+    from recx_worker.prepared import PreparedData, recommendation_event
 
     data = PreparedData(data_dir)
     profiles, histories = data.item_profiles, data.user_histories
@@ -165,25 +164,18 @@ def build_events(data_dir: Path, n: int, seed: int = 0) -> list[RecommendationEv
     random.Random(seed).shuffle(chosen)
     if len(chosen) < n:
         raise DemoError(f"only {len(chosen)} usable test interactions, asked for {n} events")
-    events = []
-    for index, (user_id, item_id) in enumerate(chosen[:n]):
-        record = pairs[(user_id, item_id)]
-        items = sorted(histories[user_id].items, key=lambda h: h.timestamp or 0, reverse=True)
-        history = [
-            HistoryEntry(item_id=h.item_id, rating=h.rating) for h in items if h.item_id != item_id
-        ][:HISTORY_LIMIT]
-        events.append(
-            RecommendationEvent(
-                event_id=f"demo-{index:04d}-{uuid.uuid4().hex[:8]}",
-                user_id=user_id,
-                item_id=item_id,
-                history=history,
-                score=round(record.rating / 5, 3),
-                rank=index % 10,
-                source_model="demo-heldout-test",
-            )
+    return [
+        recommendation_event(
+            pairs[pair],
+            histories,
+            history=HISTORY_LIMIT,
+            event_id=f"demo-{index:04d}-{uuid.uuid4().hex[:8]}",
+            score=round(pairs[pair].rating / 5, 3),
+            rank=index % 10,
+            source_model="demo-heldout-test",
         )
-    return events
+        for index, pair in enumerate(chosen[:n])
+    ]
 
 
 def malformed_events(valid: RecommendationEvent) -> list[Malformed]:

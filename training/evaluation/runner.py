@@ -22,7 +22,7 @@ from recx_worker.core import explain
 from recx_worker.events import RecommendationEvent
 from recx_worker.explainer import Explainer, ExplainFailure, ExplainRequest, Explanation, Outcome
 from recx_worker.guard import Guard
-from recx_worker.prepared import ExplanationRecord
+from recx_worker.prepared import ExplanationRecord, recommendation_event
 
 FALLBACK = "template"
 NO_ANSWER = "none"
@@ -31,9 +31,7 @@ _REPLAY_DEADLINE_S = 3600.0
 
 def record_event(record: ExplanationRecord) -> RecommendationEvent:
     """The recommendation event a test record stands for (its own review is never evidence)."""
-    return RecommendationEvent(
-        event_id=record.record_id, user_id=record.user_id, item_id=record.item_id
-    )
+    return recommendation_event(record)
 
 
 @dataclass(slots=True)
