@@ -71,7 +71,7 @@ def test_events_come_from_test_pairs_with_train_histories(tmp_path):
     events = demo.build_events(data, 2)
     assert {(e.user_id, e.item_id) for e in events} == {("U1", "I3"), ("U2", "I2")}
     by_user = {e.user_id: e for e in events}
-    assert [h.item_id for h in by_user["U1"].history] == ["I1", "I2"]  # the shared builder: oldest first
+    assert [h.item_id for h in by_user["U1"].history] == ["I1", "I2"]  # oldest first
     assert [h.item_id for h in by_user["U2"].history] == ["I1"]
     assert len({e.event_id for e in events}) == 2
     with pytest.raises(demo.DemoError, match="only 2 usable"):
