@@ -116,15 +116,21 @@ class Guard:
         return cls(lexicon, extra_guards=[*kwargs.pop("extra_guards", ()), *extra], **kwargs)
 
     @classmethod
-    def for_store(cls, store: object, settings: Settings | None = None, **kwargs) -> Guard:
-        """:meth:`with_plugins` for an evidence store: its lexicon, and the item vocabulary
-        of its prepared data when it has one (data prepared before it existed has none);
-        ``settings.chain.unsupported_nouns`` is the noun tolerance."""
+    def for_store(
+        cls,
+        store: object,
+        settings: Settings | None = None,
+        lexicon: Lexicon | None = None,
+        **kwargs,
+    ) -> Guard:
+        """:meth:`with_plugins` for an evidence store: its lexicon (unless ``lexicon``), and
+        the item vocabulary of its prepared data when it has one (data prepared before it
+        existed has none); ``settings.chain.unsupported_nouns`` is the noun tolerance."""
         data = getattr(store, "data", None)
         kwargs.setdefault("vocabulary", getattr(data, "item_vocabulary", None))
         if settings is not None:
             kwargs.setdefault("unsupported_nouns", settings.chain.unsupported_nouns)
-        return cls.with_plugins(store.lexicon, settings, **kwargs)  # type: ignore[attr-defined]
+        return cls.with_plugins(lexicon or store.lexicon, settings, **kwargs)  # type: ignore[attr-defined]
 
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
         mentioned = self.lexicon.find(text)

@@ -172,6 +172,13 @@ def render_events() -> str:
         if doc and "BaseModel" not in doc:
             out.append(f"{doc}\n\n")
         out.append(model_table(model))
+    from recx_worker.validation import ERROR_CLASSES
+
+    out.append("\n## Dead-letter error classes\n\n")
+    out.append("Every `error_class` a dead letter (or a `recx explain --in` rejects line) can\n")
+    out.append("carry, from `recx_worker.validation.ERROR_CLASSES`.\n\n")
+    out.append("| error_class | when |\n|---|---|\n")
+    out.extend(f"| `{name}` | {what} |\n" for name, what in ERROR_CLASSES.items())
     return "".join(out)
 
 

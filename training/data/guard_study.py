@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from recx_worker.config import ChainSettings
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon, words
 from recx_worker.guard import Guard
@@ -62,7 +63,7 @@ def build_sets(
 ) -> dict[str, list[tuple[ExplainRequest, str]]]:
     """The three sets of the module docstring."""
     records = data.split(split)[:limit] if limit else data.split(split)
-    records, requests, _ = build_requests(records, store, MAX_WORDS)
+    records, requests, _ = build_requests(records, store, ChainSettings(max_words=MAX_WORDS))
     vocabulary = data.item_vocabulary
     known: dict[str, set[str]] = {}
     for name in ("train", "valid", "test"):

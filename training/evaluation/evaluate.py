@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from recx_worker.config import ChainSettings
 from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
 from recx_worker.prepared import ExplanationRecord, PreparedData
 from training.evaluation import plots
@@ -169,15 +170,16 @@ def read_external(
 
 
 def build_requests(
-    records: list[ExplanationRecord], store: Any, max_words: int
+    records: list[ExplanationRecord], store: Any, chain: ChainSettings
 ) -> tuple[list[ExplanationRecord], list[ExplainRequest], int]:
     """The explain request of each record whose item is known (its own review never
-    evidence), those records, and how many were skipped as unknown."""
-    from recx_worker.enrich import enrich
+    evidence), those records, and how many were skipped as unknown (the explain core's
+    enrich step, as the worker runs it)."""
+    from recx_worker.core import prepare
 
     kept_records, requests = [], []
     for record, req in zip(
-        records, enrich([record_event(r) for r in records], store, max_words), strict=True
+        records, prepare([record_event(r) for r in records], store, chain), strict=True
     ):
         if isinstance(req, ExplainRequest):
             kept_records.append(record)
@@ -219,6 +221,7 @@ def _score_delivered(ctx: ScoringContext, delivered, *, first_stage: str) -> dic
 def run_eval(cfg: EvalConfig) -> dict:
     """Run everything ``cfg`` asks for and write the report into ``cfg.out``."""
     from recx_worker.config import load_settings
+    from recx_worker.explainer import ExplainerContext
     from recx_worker.guard import Guard
     from recx_worker.plugins import UnknownExplainerError, create_explainer
     from recx_worker.retrieval.evidence import EvidenceStore
@@ -241,7 +244,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.index_dir is not None:
         settings.paths.index_dir = cfg.index_dir
     store = EvidenceStore.open(cfg.data_dir, cfg.index_dir)
-    records, requests, unknown = build_requests(records, store, settings.chain.max_words)
+    records, requests, unknown = build_requests(records, store, settings.chain)
     if not requests:
         raise EvalInputError("no record of the split could be enriched (unknown items)")
     guard = Guard.for_store(store, settings)
@@ -253,7 +256,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     for name in names:
         try:
             options = settings.chain.options.get(name, {})
-            explainer = create_explainer(name, settings=settings, store=store, **options)
+            context = ExplainerContext.from_settings(settings, store)
+            explainer = create_explainer(name, context, **options)
             explainer.warm_up()
         except UnknownExplainerError as exc:
             raise EvalInputError(str(exc)) from None
