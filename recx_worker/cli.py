@@ -10,6 +10,7 @@ import typer
 
 from recx_worker import explain_cli
 from recx_worker.devtools.kafka_local import cli as kafka_cli
+from recx_worker.feedback import cli as feedback_cli
 from recx_worker.retrieval import cli as index_cli
 from recx_worker.worker import cli as worker_cli
 from training import cli as train_cli
@@ -32,6 +33,7 @@ app.add_typer(bench_app, name="bench")
 explain_cli.register(app)
 worker_cli.register(app)
 eval_cli.register(app)
+feedback_cli.register(app)
 for module in (index_cli, worker_cli, eval_cli):
     module.register_bench(bench_app)
 

@@ -13,12 +13,21 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from recx_worker.events import SCHEMA_VERSION, DeadLetter, RecommendationEvent, SourceRef
+from recx_worker.events import (
+    SCHEMA_VERSION,
+    DeadLetter,
+    ExplanationFeedback,
+    RecommendationEvent,
+    SourceRef,
+)
+
+_Event = TypeVar("_Event", bound=BaseModel)
 
 DEFAULT_MAX_BYTES = 64 * 1024
 DEFAULT_MAX_HISTORY = 50
@@ -153,6 +162,39 @@ def validate_recommendation(
     else:
         if len(event.history) <= max_history:
             return event
+
+    def history_limit(obj: dict[str, Any]) -> Invalid | None:
+        history = obj.get("history")
+        if isinstance(history, list) and len(history) > max_history:
+            return Invalid(
+                "HistoryTooLong",
+                f"field 'history' has {len(history)} entries; the limit is {max_history}",
+                "history",
+            )
+        return None
+
+    return _diagnose(data, RecommendationEvent, history_limit)
+
+
+def validate_feedback(
+    raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ExplanationFeedback | Invalid:
+    """Parse and validate one explanation-feedback message; never raises for bad input."""
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    if len(data) > max_bytes:
+        return Invalid(
+            "MessageTooLarge", f"message is {len(data)} bytes; the limit is {max_bytes} bytes"
+        )
+    try:
+        return ExplanationFeedback.model_validate_json(data, strict=True)
+    except ValidationError:
+        return _diagnose(data, ExplanationFeedback, lambda _obj: None)
+
+
+def _diagnose(
+    data: bytes, model: type[_Event], extra_check: Callable[[dict[str, Any]], Invalid | None]
+) -> _Event | Invalid:
+    """Why ``data`` is not a valid ``model`` (UTF-8, JSON, shape, numbers, version, fields)."""
     if not data.strip():
         return Invalid("NotJSON", "message is empty; expected a JSON object")
     try:
@@ -192,15 +234,10 @@ def validate_recommendation(
             f"schema_version {version} is not supported (this worker reads {SCHEMA_VERSION})",
             "schema_version",
         )
-    history = obj.get("history")
-    if isinstance(history, list) and len(history) > max_history:
-        return Invalid(
-            "HistoryTooLong",
-            f"field 'history' has {len(history)} entries; the limit is {max_history}",
-            "history",
-        )
+    if (invalid := extra_check(obj)) is not None:
+        return invalid
     try:
-        return RecommendationEvent.model_validate_json(data, strict=True)
+        return model.model_validate_json(data, strict=True)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         return _from_pydantic(errors[0], len(errors) - 1)
