@@ -92,9 +92,7 @@ class FeedbackConsumer:
     def __init__(self, settings: Settings, *, client_id: str = "recx-feedback") -> None:
         self.settings = settings
         self.client_id = client_id
-        self.store = FeedbackStore(
-            settings.feedback.store_path, late_after_s=settings.feedback.late_after_s
-        )
+        self.store: FeedbackStore  # opened by run(), in the thread that uses it
         self.metrics = FeedbackMetrics(settings.feedback.store_path)
         self._stop = threading.Event()
         self.assigned: set[TopicPartition] = set()
@@ -104,6 +102,9 @@ class FeedbackConsumer:
 
     def run(self, *, on_batch: Callable[[dict[str, int]], None] | None = None) -> None:
         kafka = self.settings.kafka
+        self.store = FeedbackStore(
+            self.settings.feedback.store_path, late_after_s=self.settings.feedback.late_after_s
+        )
         consumer = KafkaConsumer(
             **kafka.client_config(),
             client_id=self.client_id,
