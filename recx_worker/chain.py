@@ -185,6 +185,10 @@ class ExplainerChain:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def tags(self, request: ExplainRequest) -> dict[str, str]:
+        """Extra fields of the published event (experiment and arm, for ``ArmChains``)."""
+        return {}
+
     def explain(self, requests: list[ExplainRequest]) -> list[ChainOutcome]:
         """One outcome per request, in order."""
         if not self._warm:
@@ -271,7 +275,13 @@ class ExplainerChain:
         return None, verdict
 
 
-def explanation_event(result: ChainResult, *, latency_ms: float | None = None) -> ExplanationEvent:
+def explanation_event(
+    result: ChainResult,
+    *,
+    latency_ms: float | None = None,
+    experiment: str | None = None,
+    arm: str | None = None,
+) -> ExplanationEvent:
     """The published event for an answered request; ``latency_ms`` defaults to the chain time."""
     event = result.request.event
     return ExplanationEvent(
@@ -289,4 +299,6 @@ def explanation_event(result: ChainResult, *, latency_ms: float | None = None) -
         latency_ms=round(result.chain_latency_ms if latency_ms is None else latency_ms, 3),
         skipped=result.skipped,
         recommended_at=event.timestamp,
+        experiment=experiment,
+        arm=arm,
     )

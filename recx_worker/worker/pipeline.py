@@ -41,6 +41,10 @@ class Pipeline:
         from recx_worker.retrieval.evidence import EvidenceStore
 
         store = EvidenceStore.open(settings.paths.data_dir, _existing(settings.paths.index_dir))
+        if settings.experiments.enabled:
+            from recx_worker.feedback.arms import ArmChains
+
+            return cls(settings, ArmChains.from_settings(settings, store), store, metrics)
         return cls(settings, ExplainerChain.from_settings(settings, store), store, metrics)
 
     def warm_up(self) -> None:
@@ -108,7 +112,7 @@ class Pipeline:
             for skipped in outcome.skipped:
                 self.metrics.fallbacks.labels(skipped.explainer, skipped.reason).inc()
             if isinstance(outcome, ChainResult):
-                event = explanation_event(outcome)
+                event = explanation_event(outcome, **self.chain.tags(outcome.request))
                 out[i] = OutRecord(
                     kind="explanation",
                     topic=self.settings.kafka.output_topic,
