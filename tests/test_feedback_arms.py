@@ -41,19 +41,10 @@ def test_pipeline_tags_each_explanation_with_its_users_arm(worker_data):
     pipeline = Pipeline.from_settings(settings, WorkerMetrics())
     assert isinstance(pipeline.chain, ArmChains)
     users, items = catalog(data)
-    records = [
-        InRecord(
-            "recs",
-            0,
-            i,
-            u.encode(),
-            json.dumps(
-                {"event_id": f"e{i}", "user_id": u, "item_id": items[i % len(items)]}
-            ).encode(),
-            None,
-        )  # fmt: skip
-        for i, u in enumerate(users)
-    ]
+    records = []
+    for i, user in enumerate(users):
+        body = {"event_id": f"e{i}", "user_id": user, "item_id": items[i % len(items)]}
+        records.append(InRecord("recs", 0, i, user.encode(), json.dumps(body).encode(), None))
     try:
         out = pipeline.process(records)
     finally:
@@ -65,3 +56,27 @@ def test_pipeline_tags_each_explanation_with_its_users_arm(worker_data):
         assert event["experiment"] == "ab"
         assert event["arm"] == assigner.arm(event["user_id"]).name
     assert {e["arm"] for e in events} == {"control", "treatment"}
+
+
+def test_adaptive_allocation_moves_users_towards_the_better_arm(tmp_path):
+    from recx_worker.devtools.experiment_sim import run_simulation
+
+    run_simulation(tmp_path / "sim.db", feedback_events=4000, true_rates={"a": 0.1, "b": 0.5})
+    settings = load_settings(
+        feedback={"store_path": tmp_path / "sim.db"},
+        experiments={
+            "name": "sim-ab", "arms": [{"name": "a"}, {"name": "b"}], "adaptive": True,
+            "adaptive_floor": 0.1,
+        },
+    )  # fmt: skip
+    arms = ArmChains(Assigner(settings.experiments), {}, settings)
+    assert arms.assigner.weights == [1.0, 1.0]
+    arms._maybe_adapt()
+    assert arms.assigner.weights == [0.1, 0.9] or arms.assigner.weights[1] > 0.89
+    share_b = sum(arms.assigner.arm(f"u{i}").name == "b" for i in range(5000)) / 5000
+    assert 0.87 < share_b < 0.93
+    off = settings.model_copy(deep=True)
+    off.experiments.adaptive = False
+    still = ArmChains(Assigner(off.experiments), {}, off)
+    still._maybe_adapt()
+    assert still.assigner.weights == [1.0, 1.0]  # off by default: weights stay as configured

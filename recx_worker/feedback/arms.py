@@ -108,5 +108,5 @@ class ArmChains:
         log.info(
             "experiment_weights",
             experiment=cfg.name,
-            weights=dict(zip(names, self.assigner.weights)),
+            weights=dict(zip(names, self.assigner.weights, strict=True)),
         )
