@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from recx_worker import explain_cli
+from recx_worker.console import cli as console_cli
 from recx_worker.devtools.kafka_local import cli as kafka_cli
 from recx_worker.feedback import cli as feedback_cli
 from recx_worker.retrieval import cli as index_cli
@@ -34,6 +35,7 @@ explain_cli.register(app)
 worker_cli.register(app)
 eval_cli.register(app)
 feedback_cli.register(app)
+console_cli.register(app)
 for module in (index_cli, worker_cli, eval_cli):
     module.register_bench(bench_app)
 
