@@ -103,3 +103,30 @@ def test_simulated_experiment_finds_the_better_arm_and_covers_the_true_differenc
     md, png = write_report(report, tmp_path / "report")
     assert png.stat().st_size > 5000 and "b-lora is best" in md.read_text()
     assert "| a-template |" in to_markdown(report)
+
+
+def test_export_writes_the_eval_set_and_preference_pairs_for_the_same_item(tmp_path: Path):
+    import json
+
+    from recx_worker.feedback.export import export
+
+    store, feed = FeedbackStore(tmp_path / "s.db"), Feed()
+    good = explanation("e1", "a").model_copy(update={"text": "Bright display.", "item_id": "I"})
+    bad = explanation("e2", "b").model_copy(update={"text": "It is a product.", "item_id": "I"})
+    both = explanation("e3", "b").model_copy(update={"text": "Mixed.", "item_id": "I"})
+    other = explanation("e4", "a").model_copy(update={"item_id": "J"})
+    store.apply(
+        feed(
+            good, bad, both, other,
+            fb("f1", "e1", "helpful"), fb("f2", "e2", "not_helpful"), fb("f3", "e3", "helpful"),
+            fb("f4", "e3", "not_helpful"), fb("f5", "e4", "shown"),
+        )
+    )  # fmt: skip
+    store.close()
+    counts = export(tmp_path / "s.db", tmp_path / "out")
+    assert counts == {"rated": 3, "pairs": 1}
+    rows = [json.loads(line) for line in (tmp_path / "out/feedback-eval.jsonl").open()]
+    assert {r["id"]: r["helpful"] for r in rows} == {"e1": True, "e2": False, "e3": None}
+    (pair,) = [json.loads(line) for line in (tmp_path / "out/preference-pairs.jsonl").open()]
+    assert (pair["chosen"], pair["rejected"]) == ("Bright display.", "It is a product.")
+    assert pair["prompt"].endswith("Explanation:") and pair["item_id"] == "I"

@@ -57,6 +57,27 @@ def feedback(ctx: typer.Context, store: StoreOption = None) -> None:
             server.stop()
 
 
+@feedback_app.command("export")
+def export_command(
+    store: StoreOption = None,
+    out: Annotated[Path, typer.Option(help="Output folder")] = Path("var/feedback/export"),
+    max_pairs_per_item: Annotated[int, typer.Option(min=1, help="Cap per item")] = 10,
+) -> None:
+    """Rated explanations -> an evaluation set and preference pairs (prompt/chosen/rejected)."""
+    from recx_worker.config import load_settings
+    from recx_worker.feedback.export import export
+
+    path = store or load_settings().feedback.store_path
+    if not path.exists():
+        console.print(f"[red]error:[/red] no feedback store at {path}; run `recx feedback` first")
+        raise typer.Exit(2)
+    counts = export(path, out, max_pairs_per_item=max_pairs_per_item)
+    typer.echo(
+        f"{counts['rated']} rated explanations -> {out / 'feedback-eval.jsonl'}; "
+        f"{counts['pairs']} preference pairs -> {out / 'preference-pairs.jsonl'}"
+    )
+
+
 @experiments_app.command("report")
 def report(
     store: StoreOption = None,

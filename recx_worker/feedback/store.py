@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recx_worker.events import ExplanationEvent, ExplanationFeedback
 
@@ -29,7 +30,8 @@ TALLIES = ("duplicate", "late", "orphan_resolved", "replayed", "dead_letter")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS explanations (
   explanation_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL,
-  explainer TEXT NOT NULL, user_id TEXT NOT NULL, item_id TEXT NOT NULL, created_at REAL NOT NULL);
+  explainer TEXT NOT NULL, user_id TEXT NOT NULL, item_id TEXT NOT NULL, created_at REAL NOT NULL,
+  text TEXT NOT NULL, evidence TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feedback (
   feedback_id TEXT PRIMARY KEY, explanation_id TEXT NOT NULL, kind TEXT NOT NULL,
   at REAL NOT NULL, status TEXT NOT NULL);
@@ -142,7 +144,7 @@ class FeedbackStore:
 
     def _add_explanation(self, db: sqlite3.Connection, event: ExplanationEvent) -> str:
         inserted = db.execute(
-            "INSERT OR IGNORE INTO explanations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO explanations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.event_id,
                 event.experiment or NO_EXPERIMENT,
@@ -151,6 +153,8 @@ class FeedbackStore:
                 event.user_id,
                 event.item_id,
                 event.created_at.timestamp(),
+                event.text,
+                event.evidence.model_dump_json(),
             ),
         ).rowcount
         if not inserted:
@@ -236,6 +240,27 @@ class FeedbackStore:
         ).fetchone()
         counts["orphan_open"] = int(orphans)
         return counts
+
+    def rated(self) -> list[dict[str, Any]]:
+        """Explanations with a helpful or not-helpful outcome (text, evidence JSON, the verdict)."""
+        rows = self._db.execute(
+            """
+            SELECT e.explanation_id, e.experiment, e.arm, e.explainer, e.user_id, e.item_id,
+              e.text, e.evidence,
+              MAX(o.kind = 'helpful'), MAX(o.kind = 'not_helpful')
+            FROM explanations e JOIN outcomes o ON o.explanation_id = e.explanation_id
+            WHERE o.kind IN ('helpful', 'not_helpful')
+            GROUP BY e.explanation_id ORDER BY e.item_id, e.explanation_id
+            """
+        ).fetchall()
+        keys = ("id", "experiment", "arm", "explainer", "user_id", "item_id", "text", "evidence")
+        out = []
+        for row in rows:
+            record = dict(zip(keys, row[:8], strict=True))
+            helpful, not_helpful = bool(row[8]), bool(row[9])
+            record["helpful"] = helpful if helpful != not_helpful else None  # None: both given
+            out.append(record)
+        return out
 
     def feedback_total(self) -> int:
         (n,) = self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()
