@@ -169,9 +169,9 @@ class ExperimentSettings(BaseModel):
 class FeedbackSettings(BaseModel):
     """``[feedback]``: the feedback topic, its consumer (``recx feedback``) and its store."""
 
-    topic: str = "explanation-feedback"
-    dlq_topic: str = "explanation-feedback.dlq"
-    group_id: str = "recx-feedback"
+    topic: str = Field("explanation-feedback", description="Feedback events (key: user id)")
+    dlq_topic: str = Field("explanation-feedback.dlq", description="Bad feedback, with reason")
+    group_id: str = Field("recx-feedback", description="Consumer group of `recx feedback`")
     store_path: Path = Field(
         Path("var/feedback/feedback.sqlite3"), description="Aggregation store (SQLite)"
     )

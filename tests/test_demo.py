@@ -174,5 +174,12 @@ def test_reduced_demo_end_to_end(kafka_bootstrap, tmp_path):
     assert all(row["reason_ok"] for row in summary["dead_letters"])
     assert summary["valid_dead_lettered"] == 0
     assert "recx demo summary" in output and "demo OK" in output
+    # The loop: every explanation carries its arm, simulated users rated each one, the feedback
+    # consumer aggregated all of it from Kafka, and the verdict was printed.
+    loop = summary["experiment"]
+    assert loop["feedback_events"] == 40
+    assert sum(arm["shown"] for arm in loop["arms"].values()) == 20
+    assert set(loop["arms"]) <= {"a", "b"} and "is best with probability" in loop["verdict"]
+    assert "experiment" in output and Path(loop["plot"]).stat().st_size > 5000
     for log in (tmp_path / "logs").glob("worker-*.log"):
         assert log.stat().st_size > 0

@@ -350,7 +350,7 @@ def describe_adapter(adapter_dir: Path) -> None:
     console.print(f"  adapter {adapter_dir} (version {info.get('version')}, base {base_name})")
 
 
-def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
+def worker_env(settings: Settings, chain: list[str], experiment: bool = True) -> dict[str, str]:
     """The environment of a demo worker: this run's Kafka, topics, data, chain and batching."""
     kafka, paths = settings.kafka, settings.paths
     explicit = settings.chain.model_fields_set  # set by RECX_* / config: those win
@@ -376,6 +376,10 @@ def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
             "HF_HUB_OFFLINE": "1",
         }
     )
+    if experiment:
+        from recx_worker.devtools.demo_feedback import experiment_env
+
+        env.update(experiment_env(chain))
     return env
 
 
@@ -650,6 +654,13 @@ def print_summary(summary: dict[str, Any]) -> None:
     detail = f" ({startup} s until the workers were consuming)" if startup is not None else ""
     table.add_row("wall time", f"{summary['wall_s']} s{detail}")
     console.print(table)
+    if (loop := summary.get("experiment")) is not None:
+        truth = ", ".join(f"{arm} {rate:.2f}" for arm, rate in loop["true_rates"].items())
+        console.print(
+            f"[bold]experiment[/bold] (simulated users, true helpful rates {truth}; "
+            f"{loop['feedback_events']} feedback events aggregated in {loop['aggregated_s']} s): "
+            f"{loop['verdict']}\n  report: {loop['report']}"
+        )
     verdict = "[bold green]OK[/bold green]" if summary["ok"] else "[bold red]FAILED[/bold red]"
     console.print(f"demo {verdict}")
 
@@ -666,6 +677,7 @@ def run_demo(
     keep_kafka: bool,
     external_bootstrap: str | None,
     demo_dir: Path,
+    experiment: bool = True,
 ) -> dict[str, Any]:
     """The whole demo; returns the summary. Stops everything it started before returning."""
     started = time.monotonic()
@@ -674,6 +686,7 @@ def run_demo(
     valid = build_events(settings.paths.data_dir, events)
     malformed = malformed_events(valid[0])
     with ExitStack() as stack:
+        run_id = None
         if external_bootstrap:
             run_id = uuid.uuid4().hex[:8]
             kafka = settings.kafka.model_copy(
@@ -690,6 +703,11 @@ def run_demo(
             kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
         settings = settings.model_copy(update={"kafka": kafka})
         create_topics(settings, partitions)
+        if experiment:
+            from recx_worker.devtools import demo_feedback
+
+            settings = demo_feedback.feedback_settings(settings, demo_dir, run_id)
+            demo_feedback.create_feedback_topics(settings, partitions)
         console.print(
             f"topics: {kafka.input_topic} ({partitions} partitions), {kafka.output_topic}, "
             f"{kafka.dlq_topic}; group {kafka.group_id}"
@@ -701,7 +719,7 @@ def run_demo(
             describe_adapter(settings.paths.adapter_dir)
         from recx_worker.devtools.kafka_local.cluster import free_ports
 
-        pool.start(worker_env(settings, chain), free_ports(workers), logs)
+        pool.start(worker_env(settings, chain, experiment), free_ports(workers), logs)
         pool.wait_ready(timeout_s=300)
         wait_for_group(settings, pool, workers, timeout_s=60)
         startup_s = time.monotonic() - started
@@ -714,7 +732,17 @@ def run_demo(
         )
         sent_at = publish(settings, valid, malformed, rate)
         outcome = collect(settings, sent_at, malformed, pool, consumer, timeout_s)
-    return summarize(valid, malformed, outcome, time.monotonic() - started, startup_s)
+        loop = None
+        if experiment and outcome.explanations:
+            console.print(
+                "[bold]feedback[/bold]: simulated users rate what they were shown; "
+                "recx feedback aggregates it"
+            )
+            loop = demo_feedback.close_the_loop(settings, list(outcome.explanations.values()))
+    summary = summarize(valid, malformed, outcome, time.monotonic() - started, startup_s)
+    if loop is not None:
+        summary["experiment"] = loop
+    return summary
 
 
 def main(
@@ -735,6 +763,9 @@ def main(
     work_dir: Annotated[
         Path, typer.Option(help="Kafka data, worker logs and summary.json go here")
     ] = DEMO_DIR,
+    experiment: Annotated[
+        bool, typer.Option(help="A/B arms + simulated feedback + the experiment's verdict")
+    ] = True,
 ) -> None:
     """Run recx end to end on a local Kafka and print what it explains."""
     from recx_worker.devtools.kafka_local.jars import KafkaSetupError
@@ -765,6 +796,7 @@ def main(
             keep_kafka=keep_kafka,
             external_bootstrap=bootstrap,
             demo_dir=work_dir,
+            experiment=experiment,
         )
     except (DemoError, KafkaSetupError) as exc:
         console.print(f"[red]error:[/red] {exc}")
