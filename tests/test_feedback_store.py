@@ -130,3 +130,17 @@ def test_export_writes_the_eval_set_and_preference_pairs_for_the_same_item(tmp_p
     (pair,) = [json.loads(line) for line in (tmp_path / "out/preference-pairs.jsonl").open()]
     assert (pair["chosen"], pair["rejected"]) == ("Bright display.", "It is a product.")
     assert pair["prompt"].endswith("Explanation:") and pair["item_id"] == "I"
+
+
+def test_metrics_read_per_arm_gauges_from_the_store(tmp_path: Path):
+    from prometheus_client import generate_latest
+
+    from recx_worker.feedback.consumer import FeedbackMetrics
+
+    store, feed = FeedbackStore(tmp_path / "s.db"), Feed()
+    store.apply(feed(explanation("e1", "a"), fb("f1", "e1", "helpful"), fb("f1", "e1", "helpful")))
+    store.close()
+    text = generate_latest(FeedbackMetrics(tmp_path / "s.db").registry).decode()
+    assert 'recx_experiment_shown{arm="a",experiment="ab"} 1.0' in text
+    assert 'recx_experiment_helpful{arm="a",experiment="ab"} 1.0' in text
+    assert 'recx_feedback_anomalies{kind="duplicate"} 1.0' in text
