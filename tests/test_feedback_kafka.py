@@ -170,3 +170,61 @@ def test_counts_survive_restart_and_rebalance_without_double_counting(
     classes = sorted(dict(m.headers)[H_ERROR_CLASS].decode() for m in letters)
     assert classes == ["MissingField", "NotJSON"]
     assert all(json.loads(m.value)["source"]["topic"] == topics["f"] for m in letters)
+
+
+def test_recx_feedback_command_serves_metrics_and_stops_on_sigterm(
+    kafka_bootstrap: str, make_topic, tmp_path: Path
+):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    topics = {"x": make_topic(1), "f": make_topic(1), "dlq": make_topic(1)}
+    settings = load_settings(
+        kafka={"bootstrap_servers": kafka_bootstrap, "output_topic": topics["x"]},
+        feedback={"topic": topics["f"], "dlq_topic": topics["dlq"]},
+    )
+    _produce(kafka_bootstrap, settings, _events(0, 4))
+    env = os.environ | {
+        "RECX_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "RECX_KAFKA__OUTPUT_TOPIC": topics["x"],
+        "RECX_FEEDBACK__TOPIC": topics["f"],
+        "RECX_FEEDBACK__DLQ_TOPIC": topics["dlq"],
+        "RECX_FEEDBACK__GROUP_ID": f"g-{topics['f']}",
+        "RECX_FEEDBACK__METRICS_PORT": "0",
+        "RECX_WORKER__LOG_FORMAT": "console",
+    }
+    store = tmp_path / "store.sqlite3"
+    command = [sys.executable, "-m", "recx_worker.cli", "feedback", "--store", str(store)]
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        port = None
+        while port is None:
+            line = proc.stdout.readline()
+            assert line, "recx feedback exited before serving metrics"
+            if match := re.search(r"metrics on :(\d+)", line):
+                port = int(match.group(1))
+        _wait_for(store, 6)  # 4 shown + 2 helpful (i = 0, 3)
+        wanted = (
+            'recx_experiment_shown{arm="a",experiment="ab"} 2.0',
+            'recx_feedback_records_total{outcome="explanation"} 4.0',
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the counters move just after the store commits
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            if all(w in metrics for w in wanted):
+                break
+            time.sleep(0.3)
+        assert all(w in metrics for w in wanted), metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert _counts(store) == _expected(4)

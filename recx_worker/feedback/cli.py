@@ -15,7 +15,8 @@ experiments_app = typer.Typer(
 )
 
 StoreOption = Annotated[
-    Path | None, typer.Option("--store", help="Aggregation store (default: [feedback] store_path)")
+    Path | None,
+    typer.Option("--store", help="Aggregation store (default: setting feedback.store_path)"),
 ]
 
 
