@@ -130,6 +130,12 @@ def test_console_in_chromium(console_url, kafka_bootstrap, tmp_path):
         page.locator("a", has_text=" / ").first.click()
         assert page.locator(".answer").count() == 2
         page.screenshot(path=str(shots / "explain.png"), full_page=True)
+        # ... or paste an event: a bad one gets the validator's precise reason, shown as text.
+        page.fill("textarea[name=event]", '{"event_id": "x", "user_id": "<b>u</b>"}')
+        page.click("#explain-pasted")
+        assert page.locator("#error").inner_text() == (
+            "MissingField: required field 'item_id' is missing"
+        )
 
         # Blind pairwise rating: no explainer names, one click -> exactly one feedback event.
         page.goto(url + "/rate")

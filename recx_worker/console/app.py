@@ -26,6 +26,7 @@ from recx_worker.config import Settings
 from recx_worker.console.explaining import Explainers
 from recx_worker.console.live import LiveFeed
 from recx_worker.events import Evidence, ExplanationFeedback
+from recx_worker.validation import Invalid, validate_recommendation
 
 PAIRWISE_SOURCE = "console-pairwise"
 
@@ -72,18 +73,33 @@ class Console:
         )  # fmt: skip
 
     def explain(self, request: Request) -> HTMLResponse:
+        """Side by side for a user and item, or for a pasted recommendation event."""
         q = request.query_params
-        user, item, history = q.get("user"), q.get("item"), q.get("history", "")
-        if self.explainers is None:
-            return self.page("explain.html", title="explain", result=None, user=user, item=item)
-        result = None
-        if user and item:
-            items = [h.strip() for h in history.split(",") if h.strip()]
-            result = self.explainers.side_by_side(user, item, items)
-        return self.page(
-            "explain.html", title="explain", result=result, user=user, item=item,
-            history=history, samples=self.explainers.sample_pairs(5),
+        user, item, history, pasted = (
+            q.get("user"), q.get("item"), q.get("history", ""), q.get("event", "")
         )  # fmt: skip
+        context: dict[str, Any] = {"title": "explain", "user": user, "item": item}
+        context |= {"history": history, "pasted": pasted, "result": None, "error": None}
+        if self.explainers is None:
+            context["error"] = "no explainers configured (recx ui --explainers ...)"
+            return self.page("explain.html", **context)
+        context["samples"] = self.explainers.sample_pairs(5)
+        if pasted.strip():
+            event = validate_recommendation(
+                pasted, max_bytes=self.settings.validation.max_message_bytes,
+                max_history=self.settings.validation.max_history,
+            )  # fmt: skip
+            if isinstance(event, Invalid):
+                context["error"] = f"{event.error_class}: {event.reason}"
+            else:
+                context["result"] = self.explainers.side_by_side(
+                    event.user_id, event.item_id, [h.item_id for h in event.history],
+                    event_id=event.event_id,
+                )  # fmt: skip
+        elif user and item:
+            items = [h.strip() for h in history.split(",") if h.strip()]
+            context["result"] = self.explainers.side_by_side(user, item, items)
+        return self.page("explain.html", **context)
 
     def rate_form(self, request: Request, message: str | None = None) -> HTMLResponse:
         if self.explainers is None or len(self.explainers.names) < 2:
