@@ -41,16 +41,15 @@ def console_url(kafka_bootstrap, make_topic, worker_data, tmp_path):
     from recx_worker.console.app import create_app
     from recx_worker.worker.plugins_extra import load_plugin_modules
 
-    load_plugin_modules(["worker_test_plugins"])  # slow-template: a second explainer to compare
+    load_plugin_modules(["console_test_plugins"])  # terse: a second explainer to compare
     data, index = worker_data
     settings = load_settings(
         kafka={"bootstrap_servers": kafka_bootstrap, "output_topic": make_topic(1)},
         feedback={"topic": make_topic(1), "store_path": tmp_path / "fb.sqlite3"},
         paths={"data_dir": data, "index_dir": index},
-        chain={"options": {"slow-template": {"seconds": 0}}},
     )
     app = create_app(
-        settings, explainers=["template", "slow-template"], group_id=f"console-{tmp_path.name}"
+        settings, explainers=["template", "terse"], group_id=f"console-{tmp_path.name}"
     )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -140,7 +139,9 @@ def test_console_in_chromium(console_url, kafka_bootstrap, tmp_path):
         # Blind pairwise rating: no explainer names, one click -> exactly one feedback event.
         page.goto(url + "/rate")
         body = page.locator("form").inner_text()
-        assert "template" not in body
+        assert "template" not in body and "terse" not in body
+        texts = page.locator("form .text").all_inner_texts()
+        assert len(texts) == 2 and texts[0] != texts[1]
         pair_id = page.locator("input[name=pair_id]").input_value()
         page.click("#choose-A")
         assert "Recorded: A preferred" in page.locator("#message").inner_text()
@@ -159,7 +160,7 @@ def test_console_in_chromium(console_url, kafka_bootstrap, tmp_path):
     assert len(events) == 1
     (fb,) = events
     assert fb["kind"] == "helpful" and fb["source"] == "console-pairwise"
-    assert fb["explainer"] in ("template", "slow-template")
+    assert fb["explainer"] in ("template", "terse")
     assert fb["variant"].startswith("preferred-over:")
     shutil.copy(shots / "live.png", LEAD_SCREENSHOT)
     assert all((shots / n).stat().st_size > 10_000 for n in ("live.png", "explain.png", "rate.png"))

@@ -176,6 +176,8 @@ class Console:
             answers = {a.explainer: a.text for a in result.answers if a.explainer in names}
             if result.error or any(answers.get(n) is None for n in names):
                 continue
+            if answers[names[0]] == answers[names[1]]:
+                continue  # identical texts carry no preference
             rng.shuffle(names)
             pair_id = secrets.token_urlsafe(12)
             pair = Pair(
