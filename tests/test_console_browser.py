@@ -149,6 +149,16 @@ def test_console_in_chromium(console_url, kafka_bootstrap, tmp_path):
         # Re-posting the same pair (a double submit) records nothing.
         again = page.request.post(url + "/rate", form={"pair_id": pair_id, "choice": "B"})
         assert again.status == 409
+
+        # Experiment page: the report of what the store holds, with its plot.
+        from recx_worker.devtools.experiment_sim import run_simulation
+
+        run_simulation(settings.feedback.store_path, feedback_events=2000)
+        page.goto(url + "/report")
+        assert page.locator("table tr").count() == 3  # header + two arms
+        assert "is best with probability" in page.inner_text("body")
+        page.wait_for_function("document.querySelector('img').naturalWidth > 0")
+        page.screenshot(path=str(shots / "report.png"), full_page=True)
         browser.close()
 
     consumer = KafkaConsumer(
@@ -163,4 +173,7 @@ def test_console_in_chromium(console_url, kafka_bootstrap, tmp_path):
     assert fb["explainer"] in ("template", "terse")
     assert fb["variant"].startswith("preferred-over:")
     shutil.copy(shots / "live.png", LEAD_SCREENSHOT)
-    assert all((shots / n).stat().st_size > 10_000 for n in ("live.png", "explain.png", "rate.png"))
+    assert all(
+        (shots / n).stat().st_size > 10_000
+        for n in ("live.png", "explain.png", "rate.png", "report.png")
+    )
