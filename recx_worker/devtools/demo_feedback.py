@@ -109,7 +109,7 @@ def close_the_loop(
             time.sleep(0.5)
             if store_path.exists():
                 store = FeedbackStore(store_path)
-                seen = store.feedback_total()
+                seen = store.consumed(settings.feedback.topic)
                 store.close()
                 if seen >= len(feedback):
                     break

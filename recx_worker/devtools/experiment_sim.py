@@ -116,3 +116,60 @@ def run_simulation(
     elapsed = time.perf_counter() - start
     store.close()
     return SimulationResult(offsets[FEEDBACK_TOPIC], n_expl, rates, elapsed, store_path)
+
+
+def run_simulation_kafka(
+    store_path: Path, bootstrap: str, *, feedback_events: int = 20_000, partitions: int = 4,
+    seed: int = 0, timeout_s: float = 600,
+) -> SimulationResult:  # fmt: skip
+    """The same stream through a real broker: publish to fresh topics, then time ``recx
+    feedback``'s consumer from start until every feedback record is in the store."""
+    import threading
+    import uuid
+
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from recx_worker.config import load_settings
+    from recx_worker.feedback.consumer import FeedbackConsumer
+
+    rates = {"a-template": 0.30, "b-lora": 0.34}
+    events, n_expl = simulated_events(feedback_events=feedback_events, true_rates=rates, seed=seed)
+    run = uuid.uuid4().hex[:8]
+    settings = load_settings(
+        kafka={"bootstrap_servers": bootstrap, "output_topic": f"sim-{run}.explanations"},
+        feedback={
+            "topic": f"sim-{run}.feedback", "dlq_topic": f"sim-{run}.feedback.dlq",
+            "group_id": f"sim-{run}", "store_path": store_path,
+        },
+    )  # fmt: skip
+    admin = KafkaAdminClient(**settings.kafka.client_config())
+    names = (settings.kafka.output_topic, settings.feedback.topic, settings.feedback.dlq_topic)
+    admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    admin.close()
+    producer = KafkaProducer(**settings.kafka.client_config(), acks="all", linger_ms=20)
+    for event in events:
+        topic = names[0] if isinstance(event, ExplanationEvent) else names[1]
+        producer.send(topic, key=event.user_id.encode(), value=event.model_dump_json().encode())
+    producer.flush()
+    producer.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store_path}{suffix}").unlink(missing_ok=True)
+    store = FeedbackStore(store_path)
+    consumer = FeedbackConsumer(settings, client_id="recx-sim")
+    start = time.perf_counter()
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    try:
+        while (
+            store.consumed(names[1]) < feedback_events and time.perf_counter() - start < timeout_s
+        ):
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - start
+        if store.consumed(names[1]) < feedback_events:
+            raise TimeoutError(f"the consumer read {store.consumed(names[1])} of {feedback_events}")
+    finally:
+        consumer.stop()
+        thread.join(timeout=30)
+        store.close()
+    return SimulationResult(feedback_events, n_expl, rates, elapsed, store_path)

@@ -113,12 +113,19 @@ def simulate(
     events: Annotated[int, typer.Option(help="Feedback events")] = 20_000,
     out: Annotated[Path, typer.Option(help="Report folder")] = Path("reports/experiments/sim"),
     seed: int = 0,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Go through this Kafka (fresh topics) and the feedback consumer"),
+    ] = None,
 ) -> None:
     """Simulate an experiment with a known true difference; aggregate it; write the report."""
-    from recx_worker.devtools.experiment_sim import run_simulation
+    from recx_worker.devtools.experiment_sim import run_simulation, run_simulation_kafka
     from recx_worker.feedback.report import load_report, write_report
 
-    result = run_simulation(store, feedback_events=events, seed=seed)
+    if bootstrap:
+        result = run_simulation_kafka(store, bootstrap, feedback_events=events, seed=seed)
+    else:
+        result = run_simulation(store, feedback_events=events, seed=seed)
     rates = result.true_rates
     names = list(rates)
     typer.echo(

@@ -212,6 +212,13 @@ class FeedbackStore:
         ).fetchone()
         return None if row is None else int(row[0])
 
+    def consumed(self, topic: str) -> int:
+        """Records read from ``topic`` so far (the sum of its stored offsets; fresh topics)."""
+        (n,) = self._db.execute(
+            "SELECT COALESCE(SUM(next_offset), 0) FROM offsets WHERE topic = ?", (topic,)
+        ).fetchone()
+        return int(n)
+
     def arm_counts(self, experiment: str | None = None) -> list[ArmCounts]:
         """Per (experiment, arm): explanations published and distinct explanations per outcome."""
         rows = self._db.execute(
