@@ -39,14 +39,13 @@ def console_url(kafka_bootstrap, make_topic, worker_data, tmp_path):
     import uvicorn
 
     from recx_worker.console.app import create_app
-    from recx_worker.worker.plugins_extra import load_plugin_modules
 
-    load_plugin_modules(["console_test_plugins"])  # terse: a second explainer to compare
     data, index = worker_data
     settings = load_settings(
         kafka={"bootstrap_servers": kafka_bootstrap, "output_topic": make_topic(1)},
         feedback={"topic": make_topic(1), "store_path": tmp_path / "fb.sqlite3"},
         paths={"data_dir": data, "index_dir": index},
+        worker={"plugin_modules": ["console_test_plugins"]},  # terse: a second explainer
     )
     app = create_app(
         settings, explainers=["template", "terse"], group_id=f"console-{tmp_path.name}"

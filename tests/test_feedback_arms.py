@@ -39,7 +39,7 @@ def test_pipeline_tags_each_explanation_with_its_users_arm(worker_data):
         },
     )
     pipeline = Pipeline.from_settings(settings, WorkerMetrics())
-    assert isinstance(pipeline.chain, ArmChains)
+    assert isinstance(pipeline.core.chain, ArmChains)
     users, items = catalog(data)
     records = []
     for i, user in enumerate(users):

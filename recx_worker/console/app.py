@@ -26,7 +26,7 @@ from recx_worker.config import Settings
 from recx_worker.console.explaining import Explainers
 from recx_worker.console.live import LiveFeed
 from recx_worker.events import Evidence, ExplanationFeedback
-from recx_worker.validation import Invalid, validate_recommendation
+from recx_worker.validation import Rejection, validate_recommendation
 
 PAIRWISE_SOURCE = "console-pairwise"
 
@@ -89,7 +89,7 @@ class Console:
                 pasted, max_bytes=self.settings.validation.max_message_bytes,
                 max_history=self.settings.validation.max_history,
             )  # fmt: skip
-            if isinstance(event, Invalid):
+            if isinstance(event, Rejection):
                 context["error"] = f"{event.error_class}: {event.reason}"
             else:
                 context["result"] = self.explainers.side_by_side(

@@ -10,8 +10,9 @@ from typing import Any
 
 from recx_worker.chain import ChainResult, ExplainerChain
 from recx_worker.config import Settings
-from recx_worker.enrich import EnrichFailure, enrich
+from recx_worker.core import Rejected, prepare
 from recx_worker.events import Evidence, HistoryEntry, RecommendationEvent
+from recx_worker.explainer import ExplainerContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,10 @@ class Explainers:
 
     def __init__(self, settings: Settings, store: Any, names: list[str]) -> None:
         self.store, self.settings = store, settings
+        context = ExplainerContext.from_settings(settings, store)
         self.chains = {
-            name: ExplainerChain.from_settings(settings, store, explainers=[name]) for name in names
+            name: ExplainerChain.from_settings(settings, context, explainers=[name])
+            for name in names
         }
         self._lock = threading.Lock()
 
@@ -78,8 +81,8 @@ class Explainers:
             item_id=item,
             history=[HistoryEntry(item_id=h) for h in history or []],
         )
-        (request,) = enrich([event], self.store, self.settings.chain.max_words)
-        if isinstance(request, EnrichFailure):
+        (request,) = prepare([event], self.store, self.settings.chain)
+        if isinstance(request, Rejected):
             return SideBySide(event, None, [], error=request.reason)
         answers = []
         with self._lock:
@@ -88,7 +91,7 @@ class Explainers:
                 if isinstance(outcome, ChainResult):
                     answers.append(
                         Answer(
-                            name, outcome.text, grounded=outcome.grounded,
+                            name, outcome.event.text, grounded=outcome.event.grounded,
                             latency_ms=round(outcome.stage_latency_ms, 1),
                         )
                     )  # fmt: skip

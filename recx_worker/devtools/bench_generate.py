@@ -13,10 +13,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from recx_worker.devtools.benchio import percentile
 
 CPU_BATCH_SIZES = [1, 8, 32]
 GPU_BATCH_SIZES = [1, 8, 32, 64, 128]
@@ -34,17 +36,6 @@ class Subject:
     generator: Any
     prompts: list[str]
     model: str
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (``q`` in [0, 100]) of ``values``."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 class PeakMemory:
@@ -202,7 +193,7 @@ def run_generate_bench(
     from recx_worker.config import load_settings
     from recx_worker.devtools.benchio import report
     from recx_worker.enrich import enrich
-    from recx_worker.explainer import ExplainRequest
+    from recx_worker.explainer import ExplainerContext, ExplainRequest
     from recx_worker.plugins import UnknownExplainerError, create_explainer
     from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
@@ -224,9 +215,8 @@ def run_generate_bench(
     meta: dict[str, Any] = {"requests": len(requests), "explainers": {}}
     for name in names:
         try:
-            explainer = create_explainer(
-                name, settings=settings, store=store, **settings.chain.options.get(name, {})
-            )
+            context = ExplainerContext.from_settings(settings, store)
+            explainer = create_explainer(name, context, **settings.chain.options.get(name, {}))
             explainer.warm_up()
         except UnknownExplainerError as exc:
             raise BenchInputError(str(exc)) from None

@@ -5,7 +5,6 @@ Kafka into its store, and the experiment report gives the verdict with its inter
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -23,8 +22,10 @@ TRUE_RATES = {"a": 0.45, "b": 0.30}
 
 def experiment_env(chain: list[str]) -> dict[str, str]:
     """Worker environment for the demo experiment (arms a = ``chain``, b = template)."""
+    from recx_worker.config import settings_env
+
     arms = [{"name": "a", "explainers": chain}, {"name": "b", "explainers": ["template"]}]
-    return {"RECX_EXPERIMENTS": json.dumps({"name": EXPERIMENT, "salt": "demo", "arms": arms})}
+    return settings_env({"experiments": {"name": EXPERIMENT, "salt": "demo", "arms": arms}})
 
 
 def feedback_settings(settings: Settings, demo_dir: Path, run_id: str | None) -> Settings:

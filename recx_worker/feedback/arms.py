@@ -1,8 +1,8 @@
 """One explainer chain per experiment arm, behind the ``ExplainerChain`` interface the worker uses.
 
 Each request goes to its user's arm (``Assigner``); the arm's chain is ``[chain]`` with the
-arm's ``explainers`` and ``options`` applied. ``tags(request)`` names the experiment and arm
-for the published event. With ``adaptive = true`` the arm weights follow Thompson sampling on
+arm's ``explainers`` and ``options`` applied; each published event names the experiment and
+its arm. With ``adaptive = true`` the arm weights follow Thompson sampling on
 the helpful rates in the feedback store (re-read every ``adaptive_refresh_s``; each arm keeps
 ``adaptive_floor``); assignment stays a pure function of (user, salt, current weights).
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import structlog
 
-from recx_worker.chain import ChainOutcome, ExplainerChain
+from recx_worker.chain import ChainOutcome, ChainResult, ExplainerChain
 from recx_worker.config import ExperimentArm, Settings
-from recx_worker.explainer import ExplainRequest
+from recx_worker.explainer import ExplainerContext, ExplainRequest
 from recx_worker.feedback.assignment import Assigner
 from recx_worker.feedback.stats import thompson_weights
 
@@ -46,10 +46,12 @@ class ArmChains:
     @classmethod
     def from_settings(cls, settings: Settings, store: Any) -> ArmChains:
         experiments = settings.experiments
-        chains = {
-            arm.name: ExplainerChain.from_settings(arm_settings(settings, arm), store)
-            for arm in experiments.arms
-        }
+        chains = {}
+        for arm in experiments.arms:
+            own = arm_settings(settings, arm)
+            chains[arm.name] = ExplainerChain.from_settings(
+                own, ExplainerContext.from_settings(own, store)
+            )
         return cls(Assigner(experiments), chains, settings)
 
     @property
@@ -67,12 +69,6 @@ class ArmChains:
         for chain in self.chains.values():
             chain.close()
 
-    def tags(self, request: ExplainRequest) -> dict[str, str]:
-        return {
-            "experiment": self.assigner.experiment,
-            "arm": self.assigner.arm(request.event.user_id).name,
-        }
-
     def explain(self, requests: list[ExplainRequest]) -> list[ChainOutcome]:
         """One outcome per request, in order; each arm's requests form one micro-batch."""
         self._maybe_adapt()
@@ -83,6 +79,9 @@ class ArmChains:
         for arm, indexes in by_arm.items():
             answers = self.chains[arm].explain([requests[i] for i in indexes])
             for i, outcome in zip(indexes, answers, strict=True):
+                if isinstance(outcome, ChainResult):  # the published event names its arm
+                    outcome.event.experiment = self.assigner.experiment
+                    outcome.event.arm = arm
                 outcomes[i] = outcome
         return outcomes
 

@@ -22,9 +22,9 @@ from prometheus_client.core import GaugeMetricFamily
 from pydantic import ValidationError
 
 from recx_worker.config import Settings
-from recx_worker.events import ExplanationEvent, SourceRef
+from recx_worker.events import ExplanationEvent
 from recx_worker.feedback.store import Consumed, FeedbackStore
-from recx_worker.validation import Invalid, make_dead_letter, validate_feedback
+from recx_worker.validation import Rejection, validate_feedback
 from recx_worker.worker.records import InRecord, dead_letter_record
 
 log = structlog.get_logger(__name__)
@@ -76,14 +76,14 @@ class _StoreCollector:
 
 
 def parse(record: InRecord, settings: Settings) -> ExplanationEvent | Any:
-    """An ``ExplanationEvent``, an ``ExplanationFeedback``, or an ``Invalid`` with the reason."""
+    """An ``ExplanationEvent``, an ``ExplanationFeedback``, or a ``Rejection`` with the reason."""
     if record.topic == settings.feedback.topic:
         return validate_feedback(record.value or b"", max_bytes=settings.feedback.max_message_bytes)
     try:
         return ExplanationEvent.model_validate_json(record.value or b"")
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        return Invalid("InvalidExplanation", f"{first['loc']}: {first['msg']}")
+        return Rejection("InvalidExplanation", f"{first['loc']}: {first['msg']}")
 
 
 class FeedbackConsumer:
@@ -150,7 +150,7 @@ class FeedbackConsumer:
         futures = []
         for record in records:
             event = parse(record, self.settings)
-            if isinstance(event, Invalid):
+            if isinstance(event, Rejection):
                 futures.append(producer.send(**self._dead_letter(record, event)))
                 event = None
             parsed.append(Consumed(record.topic, record.partition, record.offset, event))
@@ -160,17 +160,13 @@ class FeedbackConsumer:
                 future.get(timeout=30)  # acknowledged before the offsets move past it
         return self.store.apply(parsed, dead_letters=len(futures))
 
-    def _dead_letter(self, record: InRecord, invalid: Invalid) -> dict[str, Any]:
-        letter = make_dead_letter(
-            record.value,
-            error_class=invalid.error_class,
-            reason=invalid.reason,
-            field=invalid.field,
-            worker_id=self.client_id,
-            source=SourceRef(topic=record.topic, partition=record.partition, offset=record.offset),
+    def _dead_letter(self, record: InRecord, rejection: Rejection) -> dict[str, Any]:
+        log.warning(
+            "feedback_dead_letter", error_class=rejection.error_class, reason=rejection.reason
         )
-        log.warning("feedback_dead_letter", error_class=invalid.error_class, reason=invalid.reason)
-        out = dead_letter_record(self.settings.feedback.dlq_topic, letter, record)
+        out = dead_letter_record(
+            self.settings.feedback.dlq_topic, record, rejection, worker_id=self.client_id
+        )
         return {"topic": out.topic, "key": out.key, "value": out.value, "headers": out.headers}
 
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from recx_worker.explainer import (
     BaseExplainer,
+    ExplainerContext,
     ExplainFailure,
     ExplainRequest,
     Explanation,
@@ -34,8 +35,7 @@ class LMExplainer(BaseExplainer):
     def __init__(
         self,
         *,
-        settings: Any = None,
-        store: Any = None,
+        context: ExplainerContext | None = None,
         base: str = "smollm2",
         device: str = "auto",
         dtype: str = "auto",
@@ -52,9 +52,7 @@ class LMExplainer(BaseExplainer):
         grounded_decoding: bool = True,
         **options: Any,
     ) -> None:
-        super().__init__(**options)
-        self.settings = settings
-        self.store = store
+        super().__init__(context=context, **options)
         self.base = base
         self.device_request = (device, dtype)
         self.batch_size = batch_size
@@ -70,9 +68,7 @@ class LMExplainer(BaseExplainer):
             seed=seed,
             candidates=candidates,
         )
-        if model_cache is None and settings is not None:
-            model_cache = settings.paths.model_cache
-        self.model_cache = Path(model_cache).expanduser() if model_cache else None
+        self.model_cache = Path(model_cache or self.context.paths.model_cache).expanduser()
         self.generator: Generator | None = None
         self.model_name: str | None = None
         self.adapter_version: str | None = None
@@ -100,9 +96,8 @@ class LMExplainer(BaseExplainer):
             torch.set_num_threads(self.threads)
         model, tokenizer = self._load(select_device(*self.device_request))
         self.generator = Generator(model, tokenizer, self.generation)
-        lexicon = getattr(self.store, "lexicon", None)
-        if self.grounded_decoding and lexicon is not None:
-            self._feature_bans = FeatureBans(lexicon, tokenizer)
+        if self.grounded_decoding and self.context.lexicon is not None:
+            self._feature_bans = FeatureBans(self.context.lexicon, tokenizer)
 
     def bans(self, requests: list[ExplainRequest]) -> list[Sequences] | None:
         """Per request, the token sequences of features its evidence does not support
@@ -147,7 +142,8 @@ class LMExplainer(BaseExplainer):
         for texts, error in self.candidate_texts(requests):
             if not texts:
                 assert error is not None
-                outcomes.append(ExplainFailure.from_exception(error))
+                # Unusable output is a deliberate "no answer" (declined), not a crash.
+                outcomes.append(ExplainFailure(type(error).__name__, str(error)))
                 continue
             outcomes.append(
                 Explanation(
