@@ -21,7 +21,9 @@ from rich.markup import escape
 
 from recx_worker import explain_cli, topics_cli
 from recx_worker.config import BadSetting, load_settings, use_config_file
+from recx_worker.console import cli as console_cli
 from recx_worker.devtools.kafka_local import cli as kafka_cli
+from recx_worker.feedback import cli as feedback_cli
 from recx_worker.plugins import PluginError
 from recx_worker.retrieval import cli as index_cli
 from recx_worker.worker import cli as worker_cli
@@ -101,6 +103,8 @@ app.add_typer(bench_app, name="bench")
 explain_cli.register(app)
 worker_cli.register(app)
 eval_cli.register(app)
+feedback_cli.register(app)
+console_cli.register(app)
 for module in (index_cli, worker_cli, eval_cli):
     module.register_bench(bench_app)
 add_config_option(app)

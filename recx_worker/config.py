@@ -284,6 +284,55 @@ class WorkerSettings(_Section):
     )
 
 
+class ExperimentArm(BaseModel):
+    """One arm: an explainer chain and/or an explainer option set (over ``[chain]``)."""
+
+    name: str = Field(min_length=1, max_length=128)
+    explainers: list[str] | None = Field(None, description="Chain of this arm (default: [chain])")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-explainer options merged over [chain.options]"
+    )
+    weight: float = Field(1.0, gt=0, description="Share of users (normalised over the arms)")
+
+
+class ExperimentSettings(BaseModel):
+    """``[experiments]``: assign each user to an arm by hash(user id, salt); off when no arms."""
+
+    name: str = Field("explainer-ab", min_length=1, description="Experiment name (in events)")
+    salt: str = Field("recx-1", min_length=1, description="Change it to re-randomise users")
+    arms: list[ExperimentArm] = Field(default_factory=list, description="Empty: no experiment")
+    adaptive: bool = Field(
+        False, description="Thompson sampling on the helpful rate (reads the feedback store)"
+    )
+    adaptive_floor: float = Field(
+        0.1, ge=0, lt=1, description="Adaptive: least share of users each arm keeps"
+    )
+    adaptive_refresh_s: float = Field(60.0, gt=0, description="Adaptive: re-read the store")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.arms)
+
+
+class FeedbackSettings(BaseModel):
+    """``[feedback]``: the feedback topic, its consumer (``recx feedback``) and its store."""
+
+    topic: str = Field("explanation-feedback", description="Feedback events (key: user id)")
+    dlq_topic: str = Field("explanation-feedback.dlq", description="Bad feedback, with reason")
+    group_id: str = Field("recx-feedback", description="Consumer group of `recx feedback`")
+    store_path: Path = Field(
+        Path("var/feedback/feedback.sqlite3"), description="Aggregation store (SQLite)"
+    )
+    late_after_s: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="Feedback later than this after the explanation is "
+        "counted as late and not attributed to the arm",
+    )
+    max_message_bytes: int = Field(16_384, description="Larger feedback is dead-lettered")
+    metrics_port: int = Field(9401, ge=-1, description="/metrics port; 0 = any, -1 = off")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="ignore", toml_file=None
@@ -294,6 +343,8 @@ class Settings(BaseSettings):
     chain: ChainSettings = Field(default_factory=ChainSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -91,9 +91,15 @@ class ExplainCore:
         index_dir = index_dir or settings.paths.index_dir
         has_index = index_dir is not None and (Path(index_dir) / "manifest.json").exists()
         store = EvidenceStore.open(data_dir, index_dir if has_index else None)
-        chain = ExplainerChain.from_settings(
-            settings, ExplainerContext.from_settings(settings, store)
-        )
+        chain: ExplainerChain
+        if settings.experiments.enabled:  # one chain per arm, users assigned by hash
+            from recx_worker.feedback.arms import ArmChains
+
+            chain = ArmChains.from_settings(settings, store)  # type: ignore[assignment]
+        else:
+            chain = ExplainerChain.from_settings(
+                settings, ExplainerContext.from_settings(settings, store)
+            )
         return cls(
             chain,
             store,

@@ -162,6 +162,52 @@ class ExplanationEvent(_Model):
     skipped: list[SkippedStage] = Field(default_factory=list)
     recommended_at: datetime | None = None
     created_at: datetime = Field(default_factory=utc_now)
+    experiment: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, description="Experiment the user was assigned in"
+    )
+    arm: str | None = Field(default=None, max_length=MAX_ID_CHARS, description="Assigned arm")
+
+
+FeedbackKind = Literal["shown", "helpful", "not_helpful", "click", "dismiss", "report"]
+FEEDBACK_KINDS: tuple[str, ...] = FeedbackKind.__args__
+
+
+class ExplanationFeedback(_Model):
+    """What a user (or an annotator) did with one published explanation."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"$id": "https://recx.dev/schemas/explanation-feedback.v1.json"},
+    )
+
+    schema_version: Literal[1] = 1
+    feedback_id: str = Field(
+        min_length=1, max_length=MAX_ID_CHARS, description="Idempotency key of this feedback"
+    )
+    explanation_id: str = Field(
+        min_length=1, max_length=MAX_ID_CHARS, description="event_id of the explanation"
+    )
+    user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    explainer: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    variant: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, description="Experiment arm or option set shown"
+    )
+    kind: FeedbackKind
+    reason: str | None = Field(
+        default=None, max_length=MAX_TEXT_CHARS, description="Why, for `report` (free text)"
+    )
+    timestamp: datetime = Field(default_factory=utc_now)
+    source: str = Field(
+        default="app", min_length=1, max_length=64, description="app | console | simulation"
+    )
+
+    @field_validator("feedback_id", "explanation_id", "user_id", "item_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
 
 
 class SourceRef(_Model):
@@ -196,4 +242,5 @@ ALL_SCHEMAS: dict[str, type[BaseModel]] = {
     "recommendation-event.v1.json": RecommendationEvent,
     "explanation-event.v1.json": ExplanationEvent,
     "dead-letter.v1.json": DeadLetter,
+    "explanation-feedback.v1.json": ExplanationFeedback,
 }

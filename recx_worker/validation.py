@@ -24,7 +24,13 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from recx_worker.config import DEFAULT_MAX_HISTORY, DEFAULT_MAX_MESSAGE_BYTES
-from recx_worker.events import SCHEMA_VERSION, DeadLetter, RecommendationEvent, SourceRef
+from recx_worker.events import (
+    SCHEMA_VERSION,
+    DeadLetter,
+    ExplanationFeedback,
+    RecommendationEvent,
+    SourceRef,
+)
 
 DEAD_LETTER_MAX_ORIGINAL_BYTES = 256 * 1024
 
@@ -279,6 +285,34 @@ def validate_recommendation(
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         if errors[0]["type"] == "json_invalid":  # json accepted it, the strict parser did not
+            return Rejection("NotJSON", f"message is not valid JSON: {errors[0]['msg']}")
+        return _from_pydantic(errors[0], len(errors) - 1)
+
+
+def validate_feedback(
+    raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> ExplanationFeedback | Rejection:
+    """Parse and validate one explanation-feedback message with the same diagnosis as
+    recommendations (size, UTF-8, JSON, object, Unicode, numbers, version, fields)."""
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    if len(data) > max_bytes:
+        return Rejection(
+            "MessageTooLarge", f"message is {len(data)} bytes; the limit is {max_bytes} bytes"
+        )
+    try:
+        return ExplanationFeedback.model_validate_json(data, strict=True)
+    except ValidationError:
+        pass
+    obj = _json_object(data)
+    if isinstance(obj, Rejection):
+        return obj
+    if (rejection := _check_values(obj, max_history=len(obj.get("history") or ()))) is not None:
+        return rejection
+    try:
+        return ExplanationFeedback.model_validate_json(data, strict=True)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors[0]["type"] == "json_invalid":
             return Rejection("NotJSON", f"message is not valid JSON: {errors[0]['msg']}")
         return _from_pydantic(errors[0], len(errors) - 1)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recx_worker.devtools import demo
+from recx_worker.devtools import demo_data, demo_report
 from recx_worker.events import DeadLetter, Evidence, ExplanationEvent
 from recx_worker.validation import Rejection, validate_recommendation
 
@@ -68,19 +68,19 @@ def _write_prepared(root: Path) -> Path:
 
 def test_events_come_from_test_pairs_with_train_histories(tmp_path):
     data = _write_prepared(tmp_path / "data")
-    events = demo.build_events(data, 2)
+    events = demo_data.build_events(data, 2)
     assert {(e.user_id, e.item_id) for e in events} == {("U1", "I3"), ("U2", "I2")}
     by_user = {e.user_id: e for e in events}
     assert [h.item_id for h in by_user["U1"].history] == ["I1", "I2"]  # oldest first
     assert [h.item_id for h in by_user["U2"].history] == ["I1"]
     assert len({e.event_id for e in events}) == 2
-    with pytest.raises(demo.DemoError, match="only 2 usable"):
-        demo.build_events(data, 3)
+    with pytest.raises(demo_data.DemoError, match="only 2 usable"):
+        demo_data.build_events(data, 3)
 
 
 def test_malformed_inputs_fail_validation_with_the_expected_class(tmp_path):
-    (event,) = demo.build_events(_write_prepared(tmp_path / "data"), 1)
-    malformed = demo.malformed_events(event)
+    (event,) = demo_data.build_events(_write_prepared(tmp_path / "data"), 1)
+    malformed = demo_data.malformed_events(event)
     assert len({m.payload for m in malformed}) == len(malformed) >= 4
     for bad in malformed:
         result = validate_recommendation(bad.payload)
@@ -92,9 +92,9 @@ def test_malformed_inputs_fail_validation_with_the_expected_class(tmp_path):
 
 
 def test_summary_verdict_needs_every_event_explained_and_every_bad_one_dead_lettered(tmp_path):
-    events = demo.build_events(_write_prepared(tmp_path / "data"), 2)
-    malformed = demo.malformed_events(events[0])
-    outcome = demo.Outcome()
+    events = demo_data.build_events(_write_prepared(tmp_path / "data"), 2)
+    malformed = demo_data.malformed_events(events[0])
+    outcome = demo_report.Outcome()
     for event, explainer in zip(events, ("lora", "template"), strict=True):
         outcome.explanations[event.event_id] = ExplanationEvent(
             event_id=event.event_id,
@@ -119,24 +119,24 @@ def test_summary_verdict_needs_every_event_explained_and_every_bad_one_dead_lett
         for bad in malformed
     ]
     outcome.dead = letters[:-1]
-    partial = demo.summarize(events, malformed, outcome, wall_s=1.0)
+    partial = demo_report.summarize(events, malformed, outcome, wall_s=1.0)
     assert not partial["ok"] and partial["dead_lettered"] == len(malformed) - 1
     outcome.dead = letters
-    summary = demo.summarize(events, malformed, outcome, wall_s=1.0)
+    summary = demo_report.summarize(events, malformed, outcome, wall_s=1.0)
     assert summary["ok"]
     assert summary["explained"] == 2 and summary["explainers"] == {"lora": 1, "template": 1}
     assert summary["latency_ms"]["p50"] == 10.0
     outcome.dead = [*letters[1:], letters[0].model_copy(update={"error_class": "Other"})]
-    assert not demo.summarize(events, malformed, outcome, wall_s=1.0)["ok"]
+    assert not demo_report.summarize(events, malformed, outcome, wall_s=1.0)["ok"]
 
 
 def test_raw_data_checksums_are_verified(tmp_path):
-    with pytest.raises(demo.DemoError, match="missing"):
-        demo.verify_raw_data(tmp_path)
-    for name in demo.RAW_SHA256:
+    with pytest.raises(demo_data.DemoError, match="missing"):
+        demo_data.verify_raw_data(tmp_path)
+    for name in demo_data.RAW_SHA256:
         (tmp_path / name).write_bytes(b"not the real file")
-    with pytest.raises(demo.DemoError, match="sha256"):
-        demo.verify_raw_data(tmp_path)
+    with pytest.raises(demo_data.DemoError, match="sha256"):
+        demo_data.verify_raw_data(tmp_path)
 
 
 @pytest.mark.kafka
@@ -174,5 +174,12 @@ def test_reduced_demo_end_to_end(kafka_bootstrap, tmp_path):
     assert all(row["reason_ok"] for row in summary["dead_letters"])
     assert summary["valid_dead_lettered"] == 0
     assert "recx demo summary" in output and "demo OK" in output
+    # The loop: every explanation carries its arm, simulated users rated each one, the feedback
+    # consumer aggregated all of it from Kafka, and the verdict was printed.
+    loop = summary["experiment"]
+    assert loop["feedback_events"] == 40
+    assert sum(arm["shown"] for arm in loop["arms"].values()) == 20
+    assert set(loop["arms"]) <= {"a", "b"} and "is best with probability" in loop["verdict"]
+    assert "experiment" in output and Path(loop["plot"]).stat().st_size > 5000
     for log in (tmp_path / "logs").glob("worker-*.log"):
         assert log.stat().st_size > 0

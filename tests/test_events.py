@@ -13,6 +13,7 @@ from recx_worker.events import (
     DeadLetter,
     Evidence,
     ExplanationEvent,
+    ExplanationFeedback,
     RecommendationEvent,
     SkippedStage,
     SupportingItem,
@@ -81,6 +82,16 @@ def test_published_events_validate_against_their_json_schema():
         "dead-letter.v1.json": DeadLetter(
             original="{", error_class="NotJSON", reason="bad", worker_id="w"
         ),
+        "explanation-feedback.v1.json": ExplanationFeedback(
+            feedback_id="f",
+            explanation_id="e-1",
+            user_id="u",
+            item_id="i",
+            kind="report",
+            reason="wrong feature",
+            explainer="lora",
+            variant="b",
+        ),
     }
     assert set(samples) == set(ALL_SCHEMAS)
     for name, event in samples.items():
@@ -105,3 +116,13 @@ def test_evidence_allowed_features_cover_item_user_and_history():
         user_features=["display"],
     )
     assert evidence.allowed_features() == {"tuner", "display", "strap"}
+
+
+def test_explanation_event_v1_readers_accept_events_with_experiment_fields():
+    """Experiment/arm are additive optional fields: old events still parse, new ones round-trip."""
+    old = json.loads(_explanation().model_dump_json())
+    assert "experiment" in old and old["experiment"] is None
+    del old["experiment"], old["arm"]
+    assert ExplanationEvent.model_validate(old).arm is None
+    new = _explanation().model_copy(update={"experiment": "ab", "arm": "b"})
+    assert ExplanationEvent.model_validate_json(new.model_dump_json()).arm == "b"

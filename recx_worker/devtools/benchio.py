@@ -4,13 +4,14 @@ one ``percentile`` every benchmark and the demo report latencies with."""
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from recx_worker.lm.device import hardware
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -19,20 +20,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     import numpy as np
 
     return float(np.percentile(values, q)) if len(values) else float("nan")
-
-
-def hardware() -> dict[str, Any]:
-    import os
-
-    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "machine": platform.machine()}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return info
 
 
 def report(

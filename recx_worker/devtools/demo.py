@@ -12,18 +12,14 @@ every malformed one was dead-lettered.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -31,171 +27,31 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings, settings_env
-from recx_worker.devtools.benchio import percentile
-from recx_worker.events import (
-    DeadLetter,
-    ExplanationEvent,
-    RecommendationEvent,
-    utc_now,
+from recx_worker.config import Settings, load_settings, settings_env
+from recx_worker.devtools.demo_data import (
+    DemoError,
+    build_events,
+    console,
+    ensure_prepared,
+    malformed_events,
+    recx_command,
+)
+from recx_worker.devtools.demo_report import (
+    collect,
+    open_consumer,
+    print_summary,
+    publish,
+    summarize,
 )
 from recx_worker.signals import interrupt_on_sigterm
 from recx_worker.topics import ensure_topics
 
 DEMO_DIR = Path("var/demo")
-REVIEWS_FILE = "reviews_Musical_Instruments_5.json.gz"
-FEATURES_FILE = "features.txt"
-# The public source files (see docs/data.md) and their checksums.
-RAW_SHA256 = {
-    REVIEWS_FILE: "03f9cc27ae13a454cb4ea6cb620fb10546cc1194ef921441d1c5f34addff2748",
-    FEATURES_FILE: "3e00e8c050b485fe4cb8ab3b2fed93fdbfa0ceaa98053e383501f2cd76719249",
-}
-HISTORY_LIMIT = 20
-
-console = Console(highlight=False)
-
-
-class DemoError(RuntimeError):
-    """A step of the demo failed; the message says which and what to do."""
-
-
 # --------------------------------------------------------------------------- data
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_raw_data(raw_dir: Path) -> None:
-    """Check the sha256 of the public Musical Instruments files (the default raw data)."""
-    for name, expected in RAW_SHA256.items():
-        path = raw_dir / name
-        if not path.exists():
-            raise DemoError(
-                f"{path} is missing: download it as described in docs/data.md "
-                "(Amazon 2014 5-core Musical Instruments, McAuley lab)"
-            )
-        actual = sha256_file(path)
-        if actual != expected:
-            raise DemoError(f"{path}: sha256 {actual} != expected {expected}; re-download it")
-
-
-def recx_command(*args: str) -> list[str]:
-    """The ``recx`` CLI run by this interpreter (works without the venv's bin/ on PATH)."""
-    return [sys.executable, "-m", "recx_worker.cli", *args]
-
-
-def _run_step(title: str, command: list[str], log: Path) -> None:
-    console.print(f"[bold]{title}[/bold]: {' '.join(command[2:])}  (log: {log})")
-    started = time.monotonic()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise DemoError(f"{title} failed (exit {done.returncode}); last lines of {log}:\n{tail}")
-    console.print(f"  done in {time.monotonic() - started:.1f} s")
-
-
-def ensure_prepared(settings: Settings, logs: Path) -> None:
-    """Prepare data and build the index unless they are already cached under var/."""
-    paths = settings.paths
-    if (paths.data_dir / "train.jsonl").exists():
-        console.print(f"data: cached in {paths.data_dir}")
-    else:
-        args = ["data", "prepare", "--out", str(paths.data_dir), "--no-progress"]
-        if paths.raw_data.resolve() == DEFAULT_RAW_DATA.resolve():
-            verify_raw_data(paths.raw_data)
-            console.print("data: sha256 of the raw files verified")
-        args += [
-            "--reviews",
-            str(paths.raw_data / REVIEWS_FILE),
-            "--features",
-            str(paths.raw_data / FEATURES_FILE),
-        ]
-        _run_step("data prepare", recx_command(*args), logs / "data-prepare.log")
-    if _index_ready(paths.index_dir):
-        console.print(f"index: cached in {paths.index_dir}")
-    else:
-        args = ["index", "build", "--data", str(paths.data_dir), "--out", str(paths.index_dir)]
-        args.append("--no-progress")
-        _run_step("index build", recx_command(*args), logs / "index-build.log")
-
-
-def _index_ready(index_dir: Path) -> bool:
-    return (index_dir / "manifest.json").exists()
-
-
 # --------------------------------------------------------------------------- events
-
-
-@dataclass
-class Malformed:
-    """A bad input and the dead letter it must produce (error class, failing field)."""
-
-    label: str
-    payload: bytes
-    error_class: str
-    field: str | None
-
-
-def build_events(data_dir: Path, n: int, seed: int = 0) -> list[RecommendationEvent]:
-    """``n`` events from distinct held-out TEST (user, item) pairs, each with the user's TRAIN
-    history (its most recent items). Pairs whose item has no TRAIN profile are left out: the
-    worker has no evidence for them."""
-    from recx_worker.prepared import PreparedData, recommendation_event
-
-    data = PreparedData(data_dir)
-    profiles, histories = data.item_profiles, data.user_histories
-    pairs: dict[tuple[str, str], Any] = {}
-    for record in data.split("test"):
-        key = (record.user_id, record.item_id)
-        if key not in pairs and record.item_id in profiles and record.user_id in histories:
-            pairs[key] = record
-    chosen = sorted(pairs)
-    random.Random(seed).shuffle(chosen)
-    if len(chosen) < n:
-        raise DemoError(f"only {len(chosen)} usable test interactions, asked for {n} events")
-    return [
-        recommendation_event(
-            pairs[pair],
-            histories,
-            history=HISTORY_LIMIT,
-            event_id=f"demo-{index:04d}-{uuid.uuid4().hex[:8]}",
-            score=round(pairs[pair].rating / 5, 3),
-            rank=index % 10,
-            source_model="demo-heldout-test",
-        )
-        for index, pair in enumerate(chosen[:n])
-    ]
-
-
-def malformed_events(valid: RecommendationEvent) -> list[Malformed]:
-    """Inputs the worker must dead-letter (with their reason) while it keeps going."""
-    base = json.loads(valid.model_dump_json())
-    missing_user = {k: v for k, v in base.items() if k != "user_id"} | {"event_id": "bad-user"}
-    nan_score = base | {"event_id": "bad-score", "score": float("nan")}
-    unknown_item = base | {"event_id": "bad-item", "item_id": "B0NOSUCHITEM"}
-    future = base | {"event_id": "bad-version", "schema_version": 2}
-    return [
-        Malformed("not JSON", b'{"event_id": "bad-json", "user_id": ', "NotJSON", None),
-        Malformed("missing user_id", _json(missing_user), "MissingField", "user_id"),
-        Malformed("NaN score", _json(nan_score), "NonFiniteNumber", "score"),
-        Malformed("unknown item", _json(unknown_item), "UnknownItem", "item_id"),
-        Malformed("schema_version 2", _json(future), "UnknownSchemaVersion", "schema_version"),
-    ]
-
-
-def _json(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj).encode()
 
 
 # --------------------------------------------------------------------------- processes
@@ -326,7 +182,7 @@ def describe_adapter(adapter_dir: Path) -> None:
     console.print(f"  adapter {adapter_dir} (version {info.get('version')}, base {base_name})")
 
 
-def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
+def worker_env(settings: Settings, chain: list[str], experiment: bool = True) -> dict[str, str]:
     """The environment of a demo worker: this run's Kafka, topics, data, chain and batching."""
     kafka, paths = settings.kafka, settings.paths
     options = {name: DEMO_LM_OPTIONS for name in ("lora", "prompt")} | settings.chain.options
@@ -348,6 +204,10 @@ def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
             }
         )
     )
+    if experiment:
+        from recx_worker.devtools.demo_feedback import experiment_env
+
+        env.update(experiment_env(chain))
     return env
 
 
@@ -379,247 +239,6 @@ def wait_for_group(settings: Settings, workers: Workers, members: int, timeout_s
 # --------------------------------------------------------------------------- run
 
 
-@dataclass
-class Outcome:
-    """What came back: explanations by event id, dead letters, latencies."""
-
-    explanations: dict[str, ExplanationEvent] = field(default_factory=dict)
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    first_sent: float = 0.0
-    last_received: float = 0.0
-    duplicates: int = 0
-    dead: list[DeadLetter] = field(default_factory=list)
-
-
-def show_explanation(index: int, total: int, event: ExplanationEvent, latency_ms: float) -> None:
-    header = Text()
-    header.append(f"[{index:>3}/{total}] ", style="dim")
-    header.append(f"user {event.user_id}", style="cyan")
-    header.append(" -> ")
-    header.append(f"item {event.item_id}", style="magenta")
-    header.append(f"  {event.explainer}", style="bold green" if event.grounded else "bold red")
-    header.append(f"  {latency_ms:,.0f} ms", style="dim")
-    if event.skipped:
-        fell = ", ".join(f"{s.explainer} {s.reason}" for s in event.skipped)
-        header.append(f"  (fell back: {fell})", style="yellow")
-    console.print(header)
-    console.print(Text(f"      “{event.text}”", style="bold"))
-    evidence = event.evidence
-    support = ", ".join(
-        f"{s.item_id} ({s.similarity:.2f}"
-        + (f"; {', '.join(s.features[:3])}" if s.features else "")
-        + ")"
-        for s in evidence.supporting_items[:3]
-    )
-    features = ", ".join(evidence.item_features[:6])
-    line = Text("      evidence: ", style="dim")
-    line.append(f"liked {support or '-'}", style="dim")
-    line.append(f" | item features: {features or '-'}", style="dim")
-    if event.mentioned_features:
-        line.append(f" | mentions: {', '.join(event.mentioned_features)}", style="dim")
-    console.print(line)
-
-
-def _event_id_of(letter: DeadLetter) -> str | None:
-    try:
-        value = json.loads(letter.original or "")
-    except json.JSONDecodeError:
-        return None
-    return value.get("event_id") if isinstance(value, dict) else None
-
-
-def collect(
-    settings: Settings,
-    sent_at: dict[str, float],
-    malformed: list[Malformed],
-    workers: Workers,
-    consumer: Any,
-    timeout_s: float,
-) -> Outcome:
-    """Read explanations and dead letters until every input is accounted for (or timeout)."""
-    outcome = Outcome(first_sent=min(sent_at.values(), default=0.0))
-    deadline = time.monotonic() + timeout_s
-    output_topic = settings.kafka.output_topic
-    pending_bad = {bad.payload.decode("utf-8", errors="replace") for bad in malformed}
-    dead_valid: set[str] = set()
-    while time.monotonic() < deadline:
-        if not pending_bad and len(outcome.explanations) + len(dead_valid) >= len(sent_at):
-            break
-        workers.check_alive()
-        for tp, records in consumer.poll(timeout_ms=500).items():
-            for record in records:
-                received = time.time()
-                if tp.topic == output_topic:
-                    event = ExplanationEvent.model_validate_json(record.value)
-                    if event.event_id not in sent_at:
-                        continue
-                    if event.event_id in outcome.explanations:
-                        outcome.duplicates += 1
-                        continue
-                    latency = (received - sent_at[event.event_id]) * 1000
-                    outcome.explanations[event.event_id] = event
-                    outcome.latency_ms[event.event_id] = latency
-                    outcome.last_received = received
-                    show_explanation(len(outcome.explanations), len(sent_at), event, latency)
-                else:
-                    dead = DeadLetter.model_validate_json(record.value)
-                    outcome.dead.append(dead)
-                    pending_bad.discard(dead.original or "")
-                    if (event_id := _event_id_of(dead)) in sent_at:
-                        dead_valid.add(event_id)
-                    console.print(
-                        Text(f"[dead letter] {dead.error_class}: {dead.reason}", style="yellow")
-                    )
-    return outcome
-
-
-def open_consumer(settings: Settings) -> Any:
-    """A group-less consumer on the output and dead-letter topics, from their beginning."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    kafka = settings.kafka
-    consumer = KafkaConsumer(
-        **kafka.client_config(), enable_auto_commit=False, client_id="recx-demo-reader"
-    )
-    partitions = []
-    for topic in (kafka.output_topic, kafka.dlq_topic):
-        found = None
-        for _ in range(50):
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                break
-            time.sleep(0.2)
-        if not found:
-            raise DemoError(f"topic {topic!r} has no partitions")
-        partitions += [TopicPartition(topic, p) for p in sorted(found)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    return consumer
-
-
-def publish(
-    settings: Settings, events: list[RecommendationEvent], malformed: list[Malformed], rate: float
-) -> dict[str, float]:
-    """Send valid events (paced at ``rate``/s when > 0), then the malformed ones."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(**settings.kafka.client_config(), acks="all", linger_ms=5)
-    sent_at: dict[str, float] = {}
-    topic = settings.kafka.input_topic
-    try:
-        started = time.monotonic()
-        for index, event in enumerate(events):
-            if rate > 0:
-                time.sleep(max(0.0, started + index / rate - time.monotonic()))
-            event.timestamp = utc_now()
-            sent_at[event.event_id] = time.time()
-            producer.send(topic, key=event.user_id.encode(), value=event.model_dump_json().encode())
-        for bad in malformed:
-            producer.send(topic, key=bad.label.encode(), value=bad.payload)
-        producer.flush(timeout=30)
-    finally:
-        producer.close(timeout=10)
-    return sent_at
-
-
-def match_dead_letters(
-    malformed: list[Malformed], dead: list[DeadLetter]
-) -> list[tuple[Malformed, DeadLetter | None, bool]]:
-    """Pair each malformed input with its dead letter (by original payload); check its class."""
-    by_original = {d.original: d for d in dead}
-    rows = []
-    for bad in malformed:
-        letter = by_original.get(bad.payload.decode("utf-8", errors="replace"))
-        as_expected = (
-            letter is not None
-            and letter.error_class == bad.error_class
-            and (bad.field is None or letter.field == bad.field)
-        )
-        rows.append((bad, letter, as_expected))
-    return rows
-
-
-def summarize(
-    events: list[RecommendationEvent],
-    malformed: list[Malformed],
-    outcome: Outcome,
-    wall_s: float,
-    startup_s: float | None = None,
-) -> dict[str, Any]:
-    latencies = list(outcome.latency_ms.values())
-    worker_latencies = [e.latency_ms for e in outcome.explanations.values()]
-    shares = Counter(e.explainer for e in outcome.explanations.values())
-    dead_rows = match_dead_letters(malformed, outcome.dead)
-    valid_ids = {e.event_id for e in events}
-    valid_dead = [d for d in outcome.dead if _event_id_of(d) in valid_ids]
-    explained = len(outcome.explanations)
-    span = outcome.last_received - outcome.first_sent
-    summary = {
-        "events": len(events),
-        "explained": explained,
-        "duplicates": outcome.duplicates,
-        "grounded": sum(e.grounded for e in outcome.explanations.values()),
-        "throughput_eps": round(explained / span, 2) if span > 0 else None,
-        "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
-        "worker_latency_ms": {
-            "p50": percentile(worker_latencies, 50),
-            "p99": percentile(worker_latencies, 99),
-        },
-        "explainers": dict(shares),
-        "malformed": len(malformed),
-        "dead_lettered": sum(1 for _, letter, _ in dead_rows if letter is not None),
-        "dead_letters": [
-            {
-                "input": bad.label,
-                "error_class": letter.error_class if letter else None,
-                "reason": letter.reason if letter else None,
-                "reason_ok": ok,
-            }
-            for bad, letter, ok in dead_rows
-        ],
-        "valid_dead_lettered": len(valid_dead),
-        "wall_s": round(wall_s, 1),
-        "startup_s": None if startup_s is None else round(startup_s, 1),
-    }
-    summary["ok"] = (
-        explained == len(events) and all(ok for _, _, ok in dead_rows) and not valid_dead
-    )
-    return summary
-
-
-def print_summary(summary: dict[str, Any]) -> None:
-    table = Table(title="recx demo summary", show_header=False)
-    table.add_column("what")
-    table.add_column("value", overflow="fold")
-    table.add_row("events explained", f"{summary['explained']} / {summary['events']}")
-    table.add_row("duplicates (at-least-once)", str(summary["duplicates"]))
-    table.add_row("grounded", f"{summary['grounded']} / {summary['explained']}")
-    lat, wlat = summary["latency_ms"], summary["worker_latency_ms"]
-    if summary["throughput_eps"]:
-        table.add_row(
-            "throughput (first publish -> last explanation)",
-            f"{summary['throughput_eps']} events/s",
-        )
-    table.add_row("end-to-end latency p50 / p99", f"{lat['p50']:,.0f} ms / {lat['p99']:,.0f} ms")
-    table.add_row("in-worker latency p50 / p99", f"{wlat['p50']:,.0f} ms / {wlat['p99']:,.0f} ms")
-    total = max(1, summary["explained"])
-    for name, count in sorted(summary["explainers"].items(), key=lambda kv: -kv[1]):
-        table.add_row(f"answered by {name}", f"{count} ({count / total:.0%})")
-    table.add_row("malformed dead-lettered", f"{summary['dead_lettered']} / {summary['malformed']}")
-    for row in summary["dead_letters"]:
-        mark = "[green]ok[/green]" if row["reason_ok"] else "[red]unexpected[/red]"
-        reason = f"{row['error_class']}: {row['reason']}" if row["reason"] else "[red]missing[/red]"
-        table.add_row(f"  {row['input']}", f"{reason}  {mark}")
-    if summary["valid_dead_lettered"]:
-        table.add_row("[red]valid events dead-lettered[/red]", str(summary["valid_dead_lettered"]))
-    startup = summary.get("startup_s")
-    detail = f" ({startup} s until the workers were consuming)" if startup is not None else ""
-    table.add_row("wall time", f"{summary['wall_s']} s{detail}")
-    console.print(table)
-    verdict = "[bold green]OK[/bold green]" if summary["ok"] else "[bold red]FAILED[/bold red]"
-    console.print(f"demo {verdict}")
-
-
 def run_demo(
     settings: Settings,
     *,
@@ -632,6 +251,7 @@ def run_demo(
     keep_kafka: bool,
     external_bootstrap: str | None,
     demo_dir: Path,
+    experiment: bool = True,
 ) -> dict[str, Any]:
     """The whole demo; returns the summary. Stops everything it started before returning."""
     started = time.monotonic()
@@ -640,6 +260,7 @@ def run_demo(
     valid = build_events(settings.paths.data_dir, events)
     malformed = malformed_events(valid[0])
     with ExitStack() as stack:
+        run_id = None
         if external_bootstrap:
             run_id = uuid.uuid4().hex[:8]
             kafka = settings.kafka.model_copy(
@@ -659,6 +280,11 @@ def run_demo(
         for topic in ensure_topics(kafka):  # what `recx topics create` does
             console.print(f"topics: {topic.describe()}")
         console.print(f"group: {kafka.group_id}")
+        if experiment:
+            from recx_worker.devtools import demo_feedback
+
+            settings = demo_feedback.feedback_settings(settings, demo_dir, run_id)
+            demo_feedback.create_feedback_topics(settings, partitions)
         pool = Workers()
         stack.callback(pool.stop)
         console.print(f"[bold]workers[/bold]: starting {workers} with chain {' -> '.join(chain)}")
@@ -666,7 +292,7 @@ def run_demo(
             describe_adapter(settings.paths.adapter_dir)
         from recx_worker.devtools.kafka_local.cluster import free_ports
 
-        pool.start(worker_env(settings, chain), free_ports(workers), logs)
+        pool.start(worker_env(settings, chain, experiment), free_ports(workers), logs)
         pool.wait_ready(timeout_s=300)
         wait_for_group(settings, pool, workers, timeout_s=60)
         startup_s = time.monotonic() - started
@@ -679,7 +305,17 @@ def run_demo(
         )
         sent_at = publish(settings, valid, malformed, rate)
         outcome = collect(settings, sent_at, malformed, pool, consumer, timeout_s)
-    return summarize(valid, malformed, outcome, time.monotonic() - started, startup_s)
+        loop = None
+        if experiment and outcome.explanations:
+            console.print(
+                "[bold]feedback[/bold]: simulated users rate what they were shown; "
+                "recx feedback aggregates it"
+            )
+            loop = demo_feedback.close_the_loop(settings, list(outcome.explanations.values()))
+    summary = summarize(valid, malformed, outcome, time.monotonic() - started, startup_s)
+    if loop is not None:
+        summary["experiment"] = loop
+    return summary
 
 
 def main(
@@ -700,6 +336,9 @@ def main(
     work_dir: Annotated[
         Path, typer.Option(help="Kafka data, worker logs and summary.json go here")
     ] = DEMO_DIR,
+    experiment: Annotated[
+        bool, typer.Option(help="A/B arms + simulated feedback + the experiment's verdict")
+    ] = True,
 ) -> None:
     """Run recx end to end on a local Kafka and print what it explains."""
     from recx_worker.devtools.kafka_local.jars import KafkaSetupError
@@ -730,6 +369,7 @@ def main(
             keep_kafka=keep_kafka,
             external_bootstrap=bootstrap,
             demo_dir=work_dir,
+            experiment=experiment,
         )
     except (DemoError, KafkaSetupError) as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -52,3 +52,18 @@ def select_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     return DeviceChoice(device=device, dtype_name=dtype)
+
+
+def hardware() -> dict[str, Any]:
+    """CPU count, machine type and the GPU name when there is one (for reports)."""
+    import platform
+
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "machine": platform.machine()}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info

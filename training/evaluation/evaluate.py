@@ -198,7 +198,7 @@ def _cpu_model() -> str:
 
 
 def _hardware_text() -> str:
-    from recx_worker.devtools.benchio import hardware
+    from recx_worker.lm.device import hardware
 
     hw = hardware()
     text = f"{_cpu_model()}, {hw['cpu_count']} CPUs"

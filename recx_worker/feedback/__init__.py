@@ -1,0 +1,1 @@
+"""Feedback on explanations: arm assignment, the aggregation store, its consumer, the statistics."""
