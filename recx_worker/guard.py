@@ -141,9 +141,11 @@ class Guard:
             ungrounded = [f for f in ungrounded if f not in normalised]
         unsupported: list[str] = []
         if self.vocabulary is not None and words(text):
+            # A feature the item's own train reviews mention (its profile's) is grounded even
+            # if the evidence does not name it.
+            has = self.vocabulary.features_of(request.item_id)
+            ungrounded = [f for f in ungrounded if f not in has]
             own = self._item_words(request)
-            # A feature the item's own reviews mention is grounded even if not in the evidence.
-            ungrounded = [f for f in ungrounded if not own.issuperset(f.split())]
             if self.unsupported_nouns >= 0:
                 known = own | self.vocabulary.generic
                 unsupported = [n for n in content_nouns(text) if not _supported(n, known)]

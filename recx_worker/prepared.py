@@ -72,14 +72,21 @@ class UserHistory(BaseModel):
 
 
 class ItemVocabulary:
-    """The words each item's train reviews use, and the words common across the catalogue
-    (used by at least ``generic_share`` of the items: "price", "money", "type"; the default
-    was measured on Musical Instruments, docs/data.md)."""
+    """The words each item's train reviews use, the lexicon features they mention (its
+    profile's), and the words common across the catalogue (used by at least
+    ``generic_share`` of the items: "price", "money", "type"; the default was measured on
+    Musical Instruments, docs/data.md)."""
 
     GENERIC_SHARE = 0.1
 
-    def __init__(self, items: dict[str, frozenset[str]], generic_share: float = GENERIC_SHARE):
+    def __init__(
+        self,
+        items: dict[str, frozenset[str]],
+        features: dict[str, frozenset[str]] | None = None,
+        generic_share: float = GENERIC_SHARE,
+    ):
         self.items = items
+        self.features = features or {}
         counts: dict[str, int] = {}
         for vocab in items.values():
             for word in vocab:
@@ -88,24 +95,35 @@ class ItemVocabulary:
         self.generic = frozenset(w for w, n in counts.items() if n >= threshold)
 
     @classmethod
-    def build(cls, texts_by_item: dict[str, list[str]]) -> ItemVocabulary:
+    def build(
+        cls,
+        texts_by_item: dict[str, list[str]],
+        features: dict[str, frozenset[str]] | None = None,
+    ) -> ItemVocabulary:
         return cls(
             {
                 item: frozenset(w for text in texts for w in words(text))
                 for item, texts in texts_by_item.items()
-            }
+            },
+            features,
         )
 
     def to_json(self) -> dict:
         return {"items": {item: sorted(vocab) for item, vocab in sorted(self.items.items())}}
 
     @classmethod
-    def from_json(cls, raw: dict) -> ItemVocabulary:
-        return cls({item: frozenset(vocab) for item, vocab in raw["items"].items()})
+    def from_json(
+        cls, raw: dict, features: dict[str, frozenset[str]] | None = None
+    ) -> ItemVocabulary:
+        return cls({item: frozenset(vocab) for item, vocab in raw["items"].items()}, features)
 
     def words_of(self, item_id: str) -> frozenset[str]:
         """The item's own words (empty for an item the data does not know)."""
         return self.items.get(item_id, frozenset())
+
+    def features_of(self, item_id: str) -> frozenset[str]:
+        """The lexicon features the item's train reviews mention."""
+        return self.features.get(item_id, frozenset())
 
 
 def utc(timestamp: int | None) -> datetime | None:
@@ -191,7 +209,8 @@ class PreparedData:
         path = self.root / "item_vocab.json"
         if not path.exists():
             return None
-        return ItemVocabulary.from_json(json.loads(path.read_text(encoding="utf-8")))
+        features = {i: frozenset(p.feature_names()) for i, p in self.item_profiles.items()}
+        return ItemVocabulary.from_json(json.loads(path.read_text(encoding="utf-8")), features)
 
     @cached_property
     def stats(self) -> dict:

@@ -35,7 +35,8 @@ LEXICON = Lexicon(["shampoo", "scent", "lather", "hair", "bottle", "price", "lot
 
 @pytest.fixture(scope="module")
 def vocabulary() -> ItemVocabulary:
-    return ItemVocabulary.build(REVIEWS)
+    features = {item: frozenset(LEXICON.find(" ".join(texts))) for item, texts in REVIEWS.items()}
+    return ItemVocabulary.build(REVIEWS, features)
 
 
 def request(item: str = "shampoo-1", features: tuple[str, ...] = ("shampoo", "scent")):
@@ -99,7 +100,7 @@ def test_unknown_item_has_only_catalogue_and_evidence_words(vocabulary) -> None:
 
 def test_vocabulary_round_trips_and_knows_generic_words(vocabulary) -> None:
     assert "price" in vocabulary.generic and "lather" not in vocabulary.generic
-    again = ItemVocabulary.from_json(vocabulary.to_json())
+    again = ItemVocabulary.from_json(vocabulary.to_json(), vocabulary.features)
     assert again.items == vocabulary.items and again.generic == vocabulary.generic
 
 
