@@ -14,7 +14,8 @@ single nouns and noun-noun compounds ("gig bag"). A candidate must pass four fil
 * **not review talk** - not one of the few words every review corpus has (``REVIEW_GENRE``).
 
 Survivors are ranked by how often they occur as nouns (compounds count half, so a compound
-must be frequent in its own right) and the top ``size`` form the lexicon.
+must be frequent in its own right) and the top ``size`` that lemminflect's dictionary does not
+know as adjective- or verb-only (:func:`recx_worker.nouns.is_noun_phrase`) form the lexicon.
 Measured on Musical Instruments against its hand-made ``features.txt``: see docs/data.md.
 """
 
@@ -23,9 +24,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
+from itertools import islice
 
 from recx_worker.features import Lexicon
-from recx_worker.nouns import NOUN_TAGS, tag, word_frequency
+from recx_worker.nouns import NOUN_TAGS, is_noun_phrase, tag, word_frequency
 from training.data.text import wordset
 
 MIN_NOUN_SHARE = 0.3
@@ -94,7 +96,9 @@ def build_lexicon(texts: Iterable[str], size: int = 300, min_df: int | None = No
         for cand, count in as_noun.items()
         if keep(cand)
     }
-    return Lexicon(sorted(scores, key=lambda c: (-scores[c], c))[:size])
+    ranked = sorted(scores, key=lambda c: (-scores[c], c))
+    # Last, the dictionary: a word it knows only as an adjective or verb is never a feature.
+    return Lexicon(list(islice((c for c in ranked if is_noun_phrase(c)), size)))
 
 
 def compare(auto: Lexicon, reference: Lexicon, top: int = 300) -> dict[str, float]:

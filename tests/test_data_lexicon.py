@@ -1,0 +1,90 @@
+"""The automatic lexicon's filters and `recx data lexicon` / `recx data subset` on small
+real-shaped reviews (the spaCy tagger runs for real)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from recx_worker.cli import app
+from recx_worker.features import Lexicon
+from training.data.auto_lexicon import build_lexicon, compare
+from training.data.subset import select_items, write_subset
+
+SENTENCES = [
+    "The tuner is accurate and the display is bright.",
+    "The capo is really sturdy and the rubber pad protects the neck.",
+    "Great strap for the price, the leather is soft and very comfortable.",
+    "The strings sound bright and warm, and the tone is very clear.",
+    "The display is easy to read on stage, even in sunlight, and the clip holds.",
+]
+# As rare as in real reviews: three reviews out of 600.
+RARE = (
+    "My husband loves it. I bought it as a gift for my son. "
+    "This Fender strap is greasy at first but fine."
+)
+
+
+def reviews(n: int = 600) -> list[dict]:
+    """Real-shaped 5-core rows: two sentences each; the rare one in the first three only."""
+    rows = []
+    for i in range(n):
+        text = f"{SENTENCES[i % len(SENTENCES)]} {SENTENCES[(i * 3 + 1) % len(SENTENCES)]}"
+        rows.append(
+            {
+                "reviewerID": f"U{i % 50}",
+                "asin": f"I{i % 6}",
+                "reviewText": f"{text} {RARE}" if i < 3 else text,
+                "overall": 5.0,
+                "summary": "Works",
+            }
+        )
+    return rows
+
+
+def test_nouns_stay_adjectives_people_and_names_drop_out() -> None:
+    lexicon = build_lexicon((r["reviewText"] for r in reviews()), size=40)
+    for feature in ("tuner", "capo", "strap", "display", "leather", "strings"):
+        assert feature in lexicon, (feature, lexicon.features)
+    for word in ("greasy", "bright", "comfortable", "husband", "son", "fender", "great"):
+        assert word not in lexicon, (word, lexicon.features)
+
+
+def test_compare_counts_the_overlap_of_the_tops() -> None:
+    result = compare(Lexicon(["tuner", "capo", "strap"]), Lexicon(["capo", "strap", "cable"]), 3)
+    assert result["overlap"] == 2 and result["precision"] == result["recall"] == round(2 / 3, 4)
+
+
+def test_lexicon_cli_compares_only_with_a_reference_given(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in reviews()), encoding="utf-8")
+    runner = CliRunner()
+    plain = runner.invoke(app, ["data", "lexicon", "--reviews", str(path), "--top", "20"])
+    assert plain.exit_code == 0, plain.output
+    assert "precision" not in plain.output
+    missing = runner.invoke(
+        app, ["data", "lexicon", "--reviews", str(path), "--reference", str(tmp_path / "no.txt")]
+    )
+    assert missing.exit_code == 2 and "reference lexicon not found" in missing.output
+    reference = tmp_path / "features.txt"
+    reference.write_text("tuner\ncapo\ncable\n", encoding="utf-8")
+    compared = runner.invoke(
+        app,
+        ["data", "lexicon", "--reviews", str(path), "--reference", str(reference), "--top", "3"],
+    )
+    assert compared.exit_code == 0 and "precision" in compared.output
+
+
+def test_subset_keeps_the_items_whose_reviews_name_the_keywords(tmp_path: Path) -> None:
+    rows = reviews(60)
+    for i, row in enumerate(rows):  # item I9: capo reviews only; I8: one capo review in five
+        row["asin"] = "I9" if i % 5 == 1 else "I8"
+    path = tmp_path / "reviews.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert select_items(path, ["capo", "capos"], share=0.6) == {"I9"}
+    assert select_items(path, ["capo"], share=0.2) == {"I8", "I9"}
+    out = tmp_path / "subset.json.gz"
+    assert write_subset(path, {"I9"}, out) == 12
+    assert write_subset(path, {"I9"}, tmp_path / "rest.json", invert=True) == 48
