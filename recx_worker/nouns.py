@@ -110,20 +110,30 @@ def number_forms(noun: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys([noun, lemma, *(f for fs in forms.values() for f in fs)]))
 
 
+_ADJECTIVE_ENDINGS = ("y", "ful", "ous", "ive", "able", "ible", "less", "ish")
+
+
+def is_adjective(word: str) -> bool:
+    """The dictionary knows ``word`` only as an adjective, and it has an adjective's ending
+    ("greasy", "healthy", "useful"; not "audio" or "desktop", which reviews use as nouns)."""
+    known = _dictionary(word)
+    return set(known) == {"ADJ"} and word.endswith(_ADJECTIVE_ENDINGS)
+
+
 @lru_cache(maxsize=4096)
 def is_noun_phrase(phrase: str) -> bool:
     """Whether ``phrase`` can fill a noun slot ("the {phrase} is great"): its head word is a
     noun in lemminflect's dictionary ("greasy", "carrying", "expected" are not), or, for a
-    word of four letters or more that the dictionary lacks ("fretboard"; not "pre"), the
-    tagger takes it for a noun in that slot."""
+    word the dictionary lacks ("fretboard", "mic", "uke") or lists only as an adjective without
+    an adjective's ending ("audio", "desktop"), the tagger takes it for a noun in that slot."""
     parts = phrase.split()
     if not parts or not all(p.replace("-", "").isalnum() for p in parts):
         return False
     head = parts[-1]
     known = _dictionary(head)
-    if known:
-        return "NOUN" in known
-    if len(head) < 4:
-        return False
+    if "NOUN" in known:
+        return True
+    if known and (set(known) != {"ADJ"} or is_adjective(head)):
+        return False  # a verb ("carrying") or a true adjective ("greasy")
     framed = next(tag([f"The {phrase} is good."]))
     return framed[len(parts)][1] in NOUN_TAGS

@@ -20,10 +20,11 @@ SENTENCES = [
     "The strings sound bright and warm, and the tone is very clear.",
     "The display is easy to read on stage, even in sunlight, and the clip holds.",
 ]
-# As rare as in real reviews: three reviews out of 600.
+# As rare as in real reviews: three reviews out of 600, each put differently.
 RARE = (
-    "My husband loves it. I bought it as a gift for my son. "
-    "This Fender strap is greasy at first but fine."
+    "My husband loves it. This Fender strap felt greasy at first.",
+    "I bought it as a gift for my son. The finish is a little greasy.",
+    "A Fender classic for my son, my husband agrees. Not greasy at all.",
 )
 
 
@@ -36,7 +37,7 @@ def reviews(n: int = 600) -> list[dict]:
             {
                 "reviewerID": f"U{i % 50}",
                 "asin": f"I{i % 6}",
-                "reviewText": f"{text} {RARE}" if i < 3 else text,
+                "reviewText": f"{text} {RARE[i]}" if i < len(RARE) else text,
                 "overall": 5.0,
                 "summary": "Works",
             }
