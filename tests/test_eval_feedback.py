@@ -193,3 +193,40 @@ def _wilson_low(k: int, n: int) -> float:
     return (p + Z2 / (2 * n) - math.sqrt(Z2) * math.sqrt(p * (1 - p) / n + Z2 / (4 * n * n))) / (
         1 + Z2 / n
     )
+
+
+def test_reexplain_scores_explainers_against_the_helpful_texts(tmp_path: Path, worker_data):
+    from recx_worker.prepared import PreparedData
+
+    data, index = worker_data
+    records = PreparedData(data).split("train")[:4]
+    rows = [
+        row(i, "lora", r.explanation, True, user_id=r.user_id, item_id=r.item_id)
+        for i, r in enumerate(records)
+    ]
+    rows.append(row(9, "lora", "Nice sound.", True, item_id="NO-SUCH-ITEM"))
+    rows.append(row(10, "template", "It is a product.", False, item_id=records[0].item_id))
+
+    def run(feedback_rows: list[dict], out: Path) -> tuple[dict, Path]:
+        feedback = write(tmp_path / f"{out.name}.jsonl", feedback_rows)
+        args = ["eval", "--feedback", str(feedback), "--out", str(out), "--data", str(data)]
+        args += ["--index", str(index), "--reexplain", "--explainers", "template"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "## Re-explained, scored against what users found helpful" in result.output
+        return json.loads((out / "feedback-eval.json").read_text())["reexplained"], out
+
+    first, out = run(rows, tmp_path / "first")
+    assert (first["references"], first["unknown_items"]) == (4, 1)  # helpful, known items only
+    template = first["results"]["template"]
+    assert template["n"] == 4 and template["failures"] == 0
+    assert 0 <= template["bleu_4"] <= template["bleu_1"] <= 100 and template["rouge_l_f"] > 0
+    # Oracle: users found exactly the template's texts helpful -> perfect overlap.
+    texts = {
+        o["id"]: o["text"] for o in map(json.loads, (out / "reexplained/template.jsonl").open())
+    }
+    oracle = [r | {"text": texts[r["id"]]} for r in rows[:4]]
+    second, _ = run(oracle, tmp_path / "second")
+    perfect = second["results"]["template"]
+    assert perfect["bleu_1"] == pytest.approx(100) and perfect["bleu_4"] == pytest.approx(100)
+    assert perfect["rouge_l_f"] == pytest.approx(100, abs=1e-3)

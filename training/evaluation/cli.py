@@ -67,13 +67,23 @@ def eval_command(
         "Uses --data for the lexicon and item profiles (else the raw data's features.txt) "
         "and --out.",
     ),
+    reexplain: bool = typer.Option(
+        False,
+        "--reexplain/--no-reexplain",
+        help="With --feedback: also re-explain the helpful (user, item) pairs with --explainers "
+        "and score them against the helpful texts (BLEU/ROUGE; needs --data and its index).",
+    ),
 ) -> None:
     """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding, MiniLM
     similarity, distinct-1/2, duplicates, negative share, personalisation; tables + plots."""
     from training.evaluation.evaluate import EvalConfig, EvalInputError, command_line, run_eval
 
     if feedback is not None:  # judgements of real users instead of references
-        _feedback_eval(feedback, data, out, command_line())
+        names = _names(explainers) if reexplain else []
+        try:
+            _feedback_eval(feedback, data, out, command_line(), names, index, config, batch_size)
+        except EvalInputError as exc:
+            _fail(str(exc))
         return
     cfg = EvalConfig(
         data_dir=data,
@@ -105,7 +115,16 @@ def eval_command(
         raise typer.Exit(code=1)
 
 
-def _feedback_eval(feedback: Path, data: Path, out: Path, command: str) -> None:
+def _feedback_eval(
+    feedback: Path,
+    data: Path,
+    out: Path,
+    command: str,
+    reexplain_with: list[str],
+    index: Path | None,
+    config: Path | None,
+    batch_size: int,
+) -> None:
     from training.evaluation.feedback_eval import FeedbackInputError, run_feedback_eval
 
     try:
@@ -114,6 +133,10 @@ def _feedback_eval(feedback: Path, data: Path, out: Path, command: str) -> None:
             out,
             data_dir=data,
             features=_DEFAULTS.raw_data / "features.txt",
+            reexplain_with=reexplain_with,
+            index_dir=index,
+            config=config,
+            batch_size=batch_size,
             command=command,
         )
     except FeedbackInputError as exc:

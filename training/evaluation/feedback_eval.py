@@ -293,10 +293,17 @@ def run_feedback_eval(
     *,
     data_dir: Path | None = None,
     features: Path | None = None,
+    reexplain_with: Sequence[str] = (),
+    index_dir: Path | None = None,
+    config: Path | None = None,
+    batch_size: int = 16,
     command: str = "",
 ) -> dict[str, Any]:
     """Read, evaluate and write ``feedback-eval.json``, ``feedback-eval.md`` and
-    ``feedback-helpful-rate.png`` under ``out``; returns the JSON document."""
+    ``feedback-helpful-rate.png`` under ``out``; returns the JSON document. With
+    ``reexplain_with`` (explainer names), also re-explain the helpful pairs with them and score
+    against the helpful texts (needs prepared data in ``data_dir``; their texts go to
+    ``out/reexplained/NAME.jsonl``)."""
     from training.evaluation.feedback_report import feedback_markdown
     from training.evaluation.plots import helpful_rates
     from training.evaluation.report import write_json
@@ -306,6 +313,15 @@ def run_feedback_eval(
     doc = evaluate_feedback(
         rows, skipped, SignalScorer(lexicon, profiles), has_lexicon=lexicon is not None
     )
+    if reexplain_with:
+        from training.evaluation.feedback_reexplain import reexplain
+
+        if data_dir is None:
+            raise FeedbackInputError("re-explaining needs prepared data (--data)")
+        doc["reexplained"] = reexplain(
+            rows, reexplain_with, data_dir, index_dir=index_dir, config=config,
+            batch_size=batch_size, outputs=out / "reexplained",
+        )  # fmt: skip
     doc["meta"] = {
         "feedback": str(feedback),
         "rows": len(rows),

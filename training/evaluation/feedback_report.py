@@ -83,6 +83,8 @@ def feedback_markdown(doc: dict[str, Any], png_name: str | None = None) -> str:
         f"Mean length in tokens: helpful {fmt(mt['helpful'])}, not helpful "
         f"{fmt(mt['not_helpful'])}.",
     ]
+    if "reexplained" in doc:
+        lines += _reexplained(doc["reexplained"])
     if doc["skipped"]["count"]:
         lines += ["", "## Skipped lines", ""]
         lines += [f"- {why}" for why in doc["skipped"]["lines"][:50]]
@@ -90,3 +92,25 @@ def feedback_markdown(doc: dict[str, Any], png_name: str | None = None) -> str:
             lines.append(f"- ... and {doc['skipped']['count'] - 50} more (see the JSON)")
     lines += ["", f"Command: `{meta['command']}`", ""]
     return "\n".join(lines)
+
+
+def _reexplained(rx: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Re-explained, scored against what users found helpful",
+        "",
+        f"Each of the {rx['references']} helpful explanations whose item the prepared data knows "
+        f"({rx['unknown_items']} unknown items left out) is the reference for a fresh explanation "
+        "of the same (user, item) by each explainer; full references, BLEU/ROUGE x100 as in "
+        "`recx eval`.",
+        "",
+        "| explainer | n | failures | BLEU-1 | BLEU-4 | R-1 F | R-2 F | R-L F |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in rx["results"].items():
+        lines.append(
+            f"| {name} | {m['n']} | {m['failures']} | {m['bleu_1']:.2f} | {m['bleu_4']:.2f} | "
+            f"{m['rouge_1_f']:.2f} | {m['rouge_2_f']:.2f} | {m['rouge_l_f']:.2f} |"
+        )
+    lines += [f"- not evaluated: {name}: {why}" for name, why in rx["unavailable"].items()]
+    return lines
