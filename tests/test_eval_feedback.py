@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recx_worker.cli import app
+from recx_worker.events import MAX_ID_CHARS
 from recx_worker.features import Lexicon
 from recx_worker.feedback.stats import z_value
 from training.evaluation.feedback_eval import (
@@ -124,6 +125,7 @@ def test_bad_lines_are_skipped_named_and_counted(tmp_path: Path, lexicon_file):
         json.dumps(good[0]),  # duplicate id
         "[1, 2]",
         json.dumps(good[0] | {"id": "", "text": "t"}),
+        json.dumps(good[0] | {"id": "x3", "item_id": "i" * 1000}),
     ]
     feedback = write(tmp_path / "f.jsonl", good, bad)
     rows, skipped = read_feedback(feedback)
@@ -135,12 +137,13 @@ def test_bad_lines_are_skipped_named_and_counted(tmp_path: Path, lexicon_file):
         "line 6: duplicate id 'e0' (first on line 1)",
         "line 7: not a JSON object but list",
         "line 8: id must be a non-empty string, got ''",
+        f"line 9: item_id is longer than {MAX_ID_CHARS} characters",
     ]
     out = tmp_path / "out"
     args = ["eval", "--feedback", str(feedback), "--out", str(out), "--data", str(tmp_path)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "warning: skipped 6 malformed line(s)" in result.output
+    assert "warning: skipped 7 malformed line(s)" in result.output
     assert "line 3: not JSON" in result.output
     assert "- line 8: id must be a non-empty string" in (out / "feedback-eval.md").read_text()
 

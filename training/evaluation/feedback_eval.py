@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recx_worker.events import Evidence, RecommendationEvent
+from recx_worker.events import MAX_ID_CHARS, Evidence, RecommendationEvent
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon
 from recx_worker.feedback.stats import newcombe_interval, probability_best, wilson_interval
@@ -73,6 +73,8 @@ def _parse(line: str) -> RatedExplanation:
     for key in _ID_FIELDS:
         if not isinstance(raw[key], str) or not raw[key].strip():
             raise ValueError(f"{key} must be a non-empty string, got {raw[key]!r}")
+        if len(raw[key]) > MAX_ID_CHARS:
+            raise ValueError(f"{key} is longer than {MAX_ID_CHARS} characters")
     for key in _OPTIONAL_STR:
         if raw[key] is not None and not isinstance(raw[key], str):
             raise ValueError(f"{key} must be a string or null, got {raw[key]!r}")
