@@ -59,11 +59,32 @@ def eval_command(
         "--config",
         help=r"TOML settings file (explainer options under \[chain.options.NAME]).",
     ),
+    feedback: Path | None = typer.Option(
+        None,
+        "--feedback",
+        help="Evaluate on user judgements instead: a feedback-eval.jsonl from `recx feedback "
+        "export` (helpful rate per explainer and arm; which offline signals agree with users). "
+        "Uses --data for the lexicon and item profiles (else the raw data's features.txt) "
+        "and --out.",
+    ),
+    reexplain: bool = typer.Option(
+        False,
+        "--reexplain/--no-reexplain",
+        help="With --feedback: also re-explain the helpful (user, item) pairs with --explainers "
+        "and score them against the helpful texts (BLEU/ROUGE; needs --data and its index).",
+    ),
 ) -> None:
     """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding, MiniLM
     similarity, distinct-1/2, duplicates, negative share, personalisation; tables + plots."""
     from training.evaluation.evaluate import EvalConfig, EvalInputError, command_line, run_eval
 
+    if feedback is not None:  # judgements of real users instead of references
+        names = _names(explainers) if reexplain else []
+        try:
+            _feedback_eval(feedback, data, out, command_line(), names, index, config, batch_size)
+        except EvalInputError as exc:
+            _fail(str(exc))
+        return
     cfg = EvalConfig(
         data_dir=data,
         split=split,
@@ -92,6 +113,45 @@ def eval_command(
         for name, why in doc["unavailable"].items():
             typer.secho(f"not evaluated: {name}: {why}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=1)
+
+
+def _feedback_eval(
+    feedback: Path,
+    data: Path,
+    out: Path,
+    command: str,
+    reexplain_with: list[str],
+    index: Path | None,
+    config: Path | None,
+    batch_size: int,
+) -> None:
+    from training.evaluation.feedback_eval import FeedbackInputError, run_feedback_eval
+
+    try:
+        doc = run_feedback_eval(
+            feedback,
+            out,
+            data_dir=data,
+            features=_DEFAULTS.raw_data / "features.txt",
+            reexplain_with=reexplain_with,
+            index_dir=index,
+            config=config,
+            batch_size=batch_size,
+            command=command,
+        )
+    except FeedbackInputError as exc:
+        _fail(str(exc))
+        return
+    typer.echo((out / "feedback-eval.md").read_text(encoding="utf-8"))
+    typer.echo(f"wrote {out}/feedback-eval.json, feedback-eval.md, feedback-helpful-rate.png")
+    skipped = doc["skipped"]
+    if skipped["count"]:
+        first = "; ".join(skipped["lines"][:3])
+        typer.secho(
+            f"warning: skipped {skipped['count']} malformed line(s) of {feedback}: {first}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def bench_generate_command(

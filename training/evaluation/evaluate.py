@@ -7,10 +7,11 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -31,6 +32,9 @@ from training.evaluation.runner import (
 from training.evaluation.scoring import Outputs, ScoringContext, score_outputs
 from training.evaluation.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
 from training.evaluation.text import PETER_REFERENCE_WORDS, tokenize
+
+if TYPE_CHECKING:
+    from recx_worker.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -218,12 +222,48 @@ def _score_delivered(ctx: ScoringContext, delivered, *, first_stage: str) -> dic
     )
 
 
+def run_explainers(
+    names: Sequence[str],
+    settings: Settings,
+    store: Any,
+    requests: Sequence[ExplainRequest],
+    *,
+    batch_size: int,
+    progress: bool,
+    outputs: Path | None,
+) -> tuple[dict[str, RawRun], dict[str, str]]:
+    """Create each named explainer as configured and run it over ``requests``: the runs, and
+    why each explainer that could not start is unavailable (an unknown name is an error).
+    With ``outputs``, each run's outcomes go to ``outputs/NAME.jsonl`` as they come."""
+    from recx_worker.explainer import ExplainerContext
+    from recx_worker.plugins import UnknownExplainerError, create_explainer
+
+    runs: dict[str, RawRun] = {}
+    unavailable: dict[str, str] = {}
+    for name in names:
+        try:
+            options = settings.chain.options.get(name, {})
+            context = ExplainerContext.from_settings(settings, store)
+            explainer = create_explainer(name, context, **options)
+            explainer.warm_up()
+        except UnknownExplainerError as exc:
+            raise EvalInputError(str(exc)) from None
+        except Exception as exc:
+            unavailable[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("explainer_unavailable", explainer=name, reason=unavailable[name])
+            continue
+        try:
+            sink = outputs / f"{name}.jsonl" if outputs is not None else None
+            runs[name] = run_explainer(explainer, requests, batch_size, progress, sink)
+        finally:
+            explainer.close()
+    return runs, unavailable
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Run everything ``cfg`` asks for and write the report into ``cfg.out``."""
     from recx_worker.config import load_settings
-    from recx_worker.explainer import ExplainerContext
     from recx_worker.guard import Guard
-    from recx_worker.plugins import UnknownExplainerError, create_explainer
     from recx_worker.retrieval.evidence import EvidenceStore
 
     planned = _planned_systems(cfg)
@@ -249,27 +289,12 @@ def run_eval(cfg: EvalConfig) -> dict:
         raise EvalInputError("no record of the split could be enriched (unknown items)")
     guard = Guard.for_store(store, settings)
 
-    runs: dict[str, RawRun] = {}
-    unavailable: dict[str, str] = {}
     notes: dict[str, dict] = {}
     names = list(dict.fromkeys([FALLBACK, *cfg.explainers]))
-    for name in names:
-        try:
-            options = settings.chain.options.get(name, {})
-            context = ExplainerContext.from_settings(settings, store)
-            explainer = create_explainer(name, context, **options)
-            explainer.warm_up()
-        except UnknownExplainerError as exc:
-            raise EvalInputError(str(exc)) from None
-        except Exception as exc:
-            unavailable[name] = f"{type(exc).__name__}: {exc}"
-            log.warning("explainer_unavailable", explainer=name, reason=unavailable[name])
-            continue
-        try:
-            sink = cfg.out / "outputs" / f"{name}.jsonl"
-            runs[name] = run_explainer(explainer, requests, cfg.batch_size, cfg.progress, sink)
-        finally:
-            explainer.close()
+    runs, unavailable = run_explainers(
+        names, settings, store, requests,
+        batch_size=cfg.batch_size, progress=cfg.progress, outputs=cfg.out / "outputs",
+    )  # fmt: skip
     if FALLBACK not in runs:
         raise EvalInputError(
             f"the {FALLBACK} explainer (the fallback) is unavailable: {unavailable}"

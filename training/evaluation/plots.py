@@ -102,3 +102,24 @@ def feature_frequencies(
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def helpful_rates(table: list[dict], path: Path) -> None:
+    """Helpful rate per explainer with its Wilson interval (``recx eval --feedback``)."""
+    plt = _pyplot()
+    names = [t["name"] for t in table]
+    rates = [t["rate"] or 0.0 for t in table]
+    errs = [
+        [r - t["low"] for r, t in zip(rates, table, strict=True)],
+        [t["high"] - r for r, t in zip(rates, table, strict=True)],
+    ]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3.5))
+    ax.bar(names, rates, yerr=errs, capsize=6, color="#4c78a8")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("helpful rate")
+    ax.set_title("Helpful rate per explainer (95% Wilson CI)")
+    for i, t in enumerate(table):
+        ax.text(i, 0.02, f"n={t['rated']}", ha="center", fontsize=8, color="white")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
