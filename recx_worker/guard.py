@@ -68,6 +68,15 @@ _INJECTION = [
 ]
 
 
+# Nouns of a recommendation's own framing ("...one you rated 5 stars: reviewers say..."): they
+# never claim an aspect of the item, so the noun check does not ask the item's reviews for them.
+FRAMING_NOUNS = frozenset(
+    {"star", "stars", "rating", "ratings", "review", "reviews", "reviewer", "reviewers",
+     "recommendation", "recommendations", "customer", "customers", "buyer", "buyers",
+     "owner", "owners", "people", "user", "users", "one", "ones"}
+)  # fmt: skip
+
+
 def _supported(noun: str, vocabulary: frozenset[str]) -> bool:
     """``noun``, its singular or its plural occurs in ``vocabulary``."""
     return noun in vocabulary or any(form in vocabulary for form in number_forms(noun))
@@ -147,7 +156,7 @@ class Guard:
             ungrounded = [f for f in ungrounded if f not in has]
             own = self._item_words(request)
             if self.unsupported_nouns >= 0:
-                known = own | self.vocabulary.generic
+                known = own | self.vocabulary.generic | FRAMING_NOUNS
                 unsupported = [n for n in content_nouns(text) if not _supported(n, known)]
         reason = self._reason(request, text, ungrounded, unsupported)
         return GuardVerdict(

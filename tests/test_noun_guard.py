@@ -129,3 +129,11 @@ def test_number() -> None:
     assert not is_plural("bass") and not is_plural("glass") and not is_plural("tuner")
     assert set(number_forms("teeth")) == {"teeth", "tooth"}
     assert set(number_forms("fretboard")) == {"fretboard", "fretboards"}
+
+
+def test_the_recommendations_own_framing_is_not_a_feature_claim(vocabulary) -> None:
+    # The template's framing ("one you rated 5 stars", "reviewers say") names no aspect of the
+    # item, even where the item's reviews never use those words.
+    text = "Recommended because you liked the skin on one you rated 5 stars: reviewers say so."
+    verdict = Guard(LEXICON, vocabulary=vocabulary).check(request(), text)
+    assert verdict.ok and verdict.grounded, verdict.reason
