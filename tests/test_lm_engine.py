@@ -10,6 +10,7 @@ pytest.importorskip("ctranslate2")
 from lm_tiny import build_model  # noqa: E402
 
 from recx_worker.lm.ct2 import (  # noqa: E402
+    CACHE_FORMAT,
     Ct2Generator,
     cached_ct2_model,
     contains,
@@ -55,7 +56,9 @@ def generator(path, **config):
 def test_conversion_is_cached_by_key(tiny):
     _, cache, key, path, loads = tiny
     assert loads == [1] and (path / "model.bin").exists()
-    assert cached_ct2_model(cache, "tiny", key | {"quantization": "float32"}) == path
+    full = key | {"quantization": "float32", "format": CACHE_FORMAT}
+    assert cached_ct2_model(cache, "tiny", full) == path
+    assert Ct2Generator(path, load_tokenizer(str(path))).parameters["body"] > 0
     again = ensure_ct2_model(cache, "tiny", key, lambda: pytest.fail("reconverted"), "float32")
     assert again == path
     assert cached_ct2_model(cache, "tiny", {"base": "other", "quantization": "float32"}) is None

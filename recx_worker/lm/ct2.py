@@ -33,6 +33,7 @@ from recx_worker.lm.grounding import Sequences
 CT2_DIR = "ct2"
 KEY_FILE = "recx-ct2.json"
 DEFAULT_QUANTIZATION = "int8"
+CACHE_FORMAT = 2  # bump when what a cache entry holds changes
 
 
 class EngineError(RuntimeError):
@@ -57,6 +58,14 @@ def _read_key(folder: Path) -> dict[str, Any] | None:
         return json.loads((folder / KEY_FILE).read_text(encoding="utf-8"))["key"]
     except (OSError, ValueError, KeyError):
         return None
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """What ``ensure_ct2_model`` recorded about a converted model (key, parameters, time)."""
+    try:
+        return json.loads((Path(folder) / KEY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def cached_ct2_model(cache_dir: Path, name: str, key: dict[str, Any]) -> Path | None:
@@ -100,7 +109,7 @@ def ensure_ct2_model(
 ) -> Path:
     """The cached CTranslate2 model for ``key``; on a miss ``load()`` gives ``(model,
     tokenizer)`` (float32, CPU), which is converted once (atomically)."""
-    key = key | {"quantization": quantization}
+    key = key | {"quantization": quantization, "format": CACHE_FORMAT}
     found = cached_ct2_model(cache_dir, name, key)
     if found is not None:
         return found
@@ -110,13 +119,17 @@ def ensure_ct2_model(
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.perf_counter()
     try:
+        from recx_worker.lm.loading import parameter_counts
+
         model, tokenizer = load()
+        parameters = parameter_counts(model)
         convert_to_ct2(model, tokenizer, tmp / "model", quantization)
         del model
         shutil.move(str(tmp / "model"), str(tmp / "final"))
         final = tmp / "final"
         meta = {
             "key": key,
+            "parameters": parameters,
             "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "convert_seconds": round(time.perf_counter() - started, 1),
         }
@@ -177,9 +190,14 @@ class Ct2Generator:
             intra_threads=threads,
         )
         self.compute_type = self.model.compute_type
+        self.parameters: dict[str, int] = read_meta(self.model_dir).get("parameters", {})
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.ban_regenerations = 0  # rows generated again (see the module docstring)
+
+    def describe(self) -> str:
+        """Weights' compute type, for reports."""
+        return f"ct2 {self.compute_type}"
 
     def _tokens(self, prompts: Sequence[str]) -> list[list[str]]:
         ids = self.tokenizer(
