@@ -3,8 +3,10 @@
 VENV ?= $(shell deploy/venv-path.sh)
 PYTEST_TIMEOUT ?= 900
 PYTEST_ARGS ?=
+# The fast lane: no Kafka broker, no real model (see the markers in pyproject.toml).
+FAST_MARKERS ?= not kafka and not cluster and not model and not slow
 
-.PHONY: setup test lint kafka-jars demo
+.PHONY: setup test test-fast lint docs docs-serve kafka-jars demo
 
 # Same steps as CI: venv (.venv), requirements, editable installs, Kafka jars.
 setup:
@@ -20,9 +22,24 @@ test: setup
 	@$(VENV)/bin/pytest tests --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; fi; exit $$rc
 
+# Unit tests only: no broker, no model download (seconds, not minutes).
+test-fast:
+	@$(VENV)/bin/pytest tests -q -m "$(FAST_MARKERS)" --timeout=120 $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; fi; exit $$rc
+
+# ruff (style + McCabe complexity), formatting, mypy (strict on contracts, chain, worker).
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# The documentation site (mkdocs-material) into site/; fails on any broken link or page.
+docs:
+	$(VENV)/bin/python -m recx_worker.devtools.gen_docs --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve:
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 demo: setup
 	$(VENV)/bin/python -m recx_worker.devtools.demo $(ARGS)

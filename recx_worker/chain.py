@@ -1,10 +1,14 @@
 """The fallback chain: ordered explainer stages, a deadline per stage, the guard after each.
 
-Each stage receives only the requests still unanswered. A stage that raises (the whole batch),
-misses its deadline, returns an ``ExplainFailure`` for a request, or produces text the guard
-rejects, hands that request to the next stage; the result records why each earlier stage did
-not answer. Every stage call runs in the stage's own worker thread, so a deadline is a real
-wall-clock bound; a stage still busy with a timed-out call is ``unavailable`` until it finishes.
+Each stage receives only the requests still unanswered. A stage that raises (``error``, the
+whole batch), misses its deadline (``timeout``), returns an ``ExplainFailure`` for a request
+(``declined``), or produces text the guard rejects (``guard_rejected``), hands that request to
+the next stage; the result records why each earlier stage did not answer. An answered request's
+result carries the ``ExplanationEvent`` to publish, built here and nowhere else. Every stage
+call runs in the stage's own worker thread, so a deadline is a real wall-clock bound; a stage
+still busy with a timed-out call is ``unavailable`` until it finishes.
+Before a stage runs, the ``DeadlineBatcher`` (recx_worker/batch_sizer.py) may keep for the
+next stage the requests it is not measured to answer in time (reason ``deadline_skipped``).
 One caller at a time: a chain is not meant to be shared between threads.
 """
 
@@ -15,20 +19,25 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
-from recx_worker.events import ExplanationEvent, SkippedStage
-from recx_worker.explainer import Explainer, ExplainFailure, ExplainRequest, Explanation
+from recx_worker.batch_sizer import DeadlineBatcher
+from recx_worker.events import ExplanationEvent, SkippedStage, SkipReason
+from recx_worker.explainer import (
+    Explainer,
+    ExplainerContext,
+    ExplainFailure,
+    ExplainRequest,
+    Explanation,
+)
 from recx_worker.guard import Guard
 
 if TYPE_CHECKING:
     from recx_worker.config import Settings
 
 log = structlog.get_logger(__name__)
-
-DEFAULT_DEADLINE_MS = 10_000
 
 
 class StageTimeout(Exception):
@@ -37,19 +46,16 @@ class StageTimeout(Exception):
 
 @dataclass(slots=True)
 class ChainResult:
-    """A request answered by one stage, with the stages skipped before it."""
+    """A request answered by one stage: the event to publish (text, explainer, evidence, the
+    stages skipped before it, chain latency) and the answering stage's own latency."""
 
     request: ExplainRequest
-    text: str
-    explainer: str
-    explainer_version: str
-    model: str | None
-    adapter_version: str | None
-    mentioned_features: list[str]
-    grounded: bool
-    skipped: list[SkippedStage]
+    event: ExplanationEvent
     stage_latency_ms: float
-    chain_latency_ms: float
+
+    @property
+    def skipped(self) -> list[SkippedStage]:
+        return self.event.skipped
 
 
 @dataclass(slots=True)
@@ -77,7 +83,7 @@ class Stage:
     explainer: Explainer
     deadline_s: float
     disabled: str | None = None
-    _busy: Future | None = field(default=None, repr=False)
+    _busy: Future[list[Any]] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -92,12 +98,13 @@ class Stage:
             self._busy = None
         return None
 
-    def call(self, requests: list[ExplainRequest]) -> list[Any]:
-        """``explain_batch`` in a daemon thread; raises StageTimeout past the deadline.
+    def call(self, requests: list[ExplainRequest], timeout_s: float | None = None) -> list[Any]:
+        """``explain_batch`` in a daemon thread; raises StageTimeout past the deadline
+        (or ``timeout_s``, when a latency target leaves less).
 
         A daemon thread never keeps the process alive: a stuck model call cannot block exit.
         """
-        future: Future = Future()
+        future: Future[list[Any]] = Future()
 
         def run() -> None:
             if not future.set_running_or_notify_cancel():
@@ -108,43 +115,65 @@ class Stage:
                 future.set_exception(exc)
 
         threading.Thread(target=run, name=f"recx-{self.name}", daemon=True).start()
+        timeout = self.deadline_s if timeout_s is None else min(timeout_s, self.deadline_s)
         try:
-            return future.result(timeout=self.deadline_s)
+            return future.result(timeout=timeout)
         except FutureTimeout:
             self._busy = future
-            raise StageTimeout(f"no answer within {self.deadline_s * 1000:.0f} ms") from None
+            raise StageTimeout(f"no answer within {timeout * 1000:.0f} ms") from None
+
+
+class _Answer(NamedTuple):
+    """The stage that answered a request, its explanation, the guard's verdict, its latency."""
+
+    stage: Stage
+    explanation: Explanation
+    verdict: Any
+    latency_ms: float
 
 
 class ExplainerChain:
     """Explain micro-batches with ordered fallback; see the module docstring."""
 
-    def __init__(self, stages: list[tuple[Explainer, float]], guard: Guard) -> None:
+    def __init__(
+        self,
+        stages: list[tuple[Explainer, float]],
+        guard: Guard,
+        batcher: DeadlineBatcher | None = None,
+    ) -> None:
         if not stages:
             raise ValueError("an explainer chain needs at least one stage")
         self.stages = [Stage(explainer, deadline) for explainer, deadline in stages]
         self.guard = guard
+        self.batcher = batcher or DeadlineBatcher()
         self._warm = False
 
     @classmethod
     def from_settings(
         cls,
         settings: Settings,
-        store: Any,
+        context: ExplainerContext,
         *,
         explainers: list[str] | None = None,
         guard: Guard | None = None,
     ) -> ExplainerChain:
-        """Stages from ``settings.chain`` (or ``explainers``), created through the plugins."""
-        from recx_worker.plugins import create_explainer
+        """Stages from ``settings.chain`` (or ``explainers``), created through the plugins
+        (entry points and ``worker.plugin_modules``)."""
+        from recx_worker.plugins import create_explainer, load_plugin_modules
 
-        names = explainers or settings.chain.explainers
+        load_plugin_modules(settings.worker.plugin_modules)
+        chain = settings.chain
         stages = []
-        for name in names:
-            options = settings.chain.options.get(name, {})
-            explainer = create_explainer(name, settings=settings, store=store, **options)
-            deadline_ms = settings.chain.deadline_ms.get(name, DEFAULT_DEADLINE_MS)
+        for name in explainers or chain.explainers:
+            explainer = create_explainer(name, context, **chain.options.get(name, {}))
+            deadline_ms = chain.deadline_ms.get(name, chain.default_deadline_ms)
             stages.append((explainer, deadline_ms / 1000))
-        return cls(stages, guard or Guard.with_plugins(store.lexicon))
+        if guard is None:
+            if context.lexicon is None:
+                raise ValueError("the chain's guard needs a lexicon (ExplainerContext.lexicon)")
+            guard = Guard.with_plugins(context.lexicon, settings)
+        target_s = settings.worker.latency_target_ms / 1000 or None
+        return cls(stages, guard, DeadlineBatcher(target_s))
 
     @property
     def names(self) -> list[str]:
@@ -192,8 +221,8 @@ class ExplainerChain:
         started = time.perf_counter()
         pending = list(range(len(requests)))
         skipped: list[list[SkippedStage]] = [[] for _ in requests]
-        answers: dict[int, tuple[Stage, Explanation, Any, float]] = {}
-        for stage in self.stages:
+        answers: dict[int, _Answer] = {}
+        for position, stage in enumerate(self.stages, start=1):
             if not pending:
                 break
             if (why := stage.unavailable()) is not None:
@@ -202,91 +231,105 @@ class ExplainerChain:
                         SkippedStage(explainer=stage.name, reason="unavailable", detail=why)
                     )
                 continue
-            batch = [requests[i] for i in pending]
-            t0 = time.perf_counter()
-            try:
-                outcomes = stage.call(batch)
-                if not isinstance(outcomes, list) or len(outcomes) != len(batch):
-                    got = len(outcomes) if isinstance(outcomes, list) else type(outcomes).__name__
-                    raise TypeError(f"returned {got} outcomes for {len(batch)} requests")
-            except StageTimeout as exc:
-                for i in pending:
+            last = position == len(self.stages)  # gets everything left, within its deadline
+            budget_s = self.batcher.budget(stage.deadline_s, time.perf_counter() - started)
+            deferred: list[int] = []
+            if not last:
+                take = self.batcher.admit(stage.name, len(pending), budget_s)
+                pending, deferred = pending[:take], pending[take:]
+                detail = self.batcher.explain(stage.name, budget_s) if deferred else ""
+                for i in deferred:
                     skipped[i].append(
-                        SkippedStage(explainer=stage.name, reason="timeout", detail=str(exc))
+                        SkippedStage(explainer=stage.name, reason="deadline_skipped", detail=detail)
                     )
-                continue
-            except Exception as exc:
-                detail = f"{type(exc).__name__}: {exc}"
-                log.warning("explainer_failed", explainer=stage.name, error=detail)
-                for i in pending:
-                    skipped[i].append(
-                        SkippedStage(explainer=stage.name, reason="error", detail=detail)
-                    )
-                continue
-            latency_ms = (time.perf_counter() - t0) * 1000
-            still: list[int] = []
-            for i, outcome in zip(pending, outcomes, strict=True):
-                reason, detail = self._judge(requests[i], outcome)
-                if reason is None:
-                    answers[i] = (stage, outcome, detail, latency_ms)
-                else:
-                    skipped[i].append(
-                        SkippedStage(explainer=stage.name, reason=reason, detail=detail)
-                    )
-                    still.append(i)
-            pending = still
-        total_ms = (time.perf_counter() - started) * 1000
-        results: list[ChainOutcome] = []
-        for i, request in enumerate(requests):
-            if i not in answers:
-                results.append(ChainFailure(request, skipped[i], total_ms))
-                continue
-            stage, explanation, verdict, latency_ms = answers[i]
-            results.append(
-                ChainResult(
-                    request=request,
-                    text=explanation.text.strip(),
-                    explainer=stage.name,
-                    explainer_version=stage.explainer.version,
-                    model=explanation.model,
-                    adapter_version=explanation.adapter_version,
-                    mentioned_features=verdict.mentioned_features,
-                    grounded=verdict.grounded,
-                    skipped=skipped[i],
-                    stage_latency_ms=latency_ms,
-                    chain_latency_ms=total_ms,
-                )
+                if not pending:
+                    pending = deferred
+                    continue
+            still = self._run_stage(
+                stage, requests, pending, None if last else budget_s, skipped, answers
             )
-        return results
+            pending = sorted(still + deferred)
+        total_ms = (time.perf_counter() - started) * 1000
+        return [
+            self._result(request, answers[i], skipped[i], total_ms)
+            if i in answers
+            else ChainFailure(request, skipped[i], total_ms)
+            for i, request in enumerate(requests)
+        ]
 
-    def _judge(self, request: ExplainRequest, outcome: Any) -> tuple[str | None, Any]:
+    def _run_stage(
+        self,
+        stage: Stage,
+        requests: list[ExplainRequest],
+        pending: list[int],
+        budget_s: float | None,
+        skipped: list[list[SkippedStage]],
+        answers: dict[int, _Answer],
+    ) -> list[int]:
+        """Run one stage on ``pending``; record answers and skips; return the unanswered."""
+        batch = [requests[i] for i in pending]
+        t0 = time.perf_counter()
+        try:
+            outcomes = stage.call(batch, budget_s)
+            if not isinstance(outcomes, list) or len(outcomes) != len(batch):
+                got = len(outcomes) if isinstance(outcomes, list) else type(outcomes).__name__
+                raise TypeError(f"returned {got} outcomes for {len(batch)} requests")
+        except Exception as exc:
+            timeout = isinstance(exc, StageTimeout)
+            if timeout:
+                self.batcher.observe(stage.name, len(batch), time.perf_counter() - t0)
+                reason: SkipReason = "timeout"
+                detail = str(exc)
+            else:
+                reason, detail = "error", f"{type(exc).__name__}: {exc}"
+                log.warning("explainer_failed", explainer=stage.name, error=detail)
+            for i in pending:
+                skipped[i].append(SkippedStage(explainer=stage.name, reason=reason, detail=detail))
+            return list(pending)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        self.batcher.observe(stage.name, len(batch), latency_ms / 1000)
+        still: list[int] = []
+        for i, outcome in zip(pending, outcomes, strict=True):
+            why, verdict = self._judge(requests[i], outcome)
+            if why is None:
+                answers[i] = _Answer(stage, outcome, verdict, latency_ms)
+            else:
+                skipped[i].append(SkippedStage(explainer=stage.name, reason=why, detail=verdict))
+                still.append(i)
+        return still
+
+    @staticmethod
+    def _result(
+        request: ExplainRequest, answer: _Answer, skipped: list[SkippedStage], total_ms: float
+    ) -> ChainResult:
+        """The explanation event for an answered request (built here and nowhere else)."""
+        event, explanation, verdict = request.event, answer.explanation, answer.verdict
+        published = ExplanationEvent(
+            event_id=event.event_id,
+            user_id=event.user_id,
+            item_id=event.item_id,
+            text=explanation.text.strip(),
+            explainer=answer.stage.name,
+            explainer_version=answer.stage.explainer.version,
+            model=explanation.model,
+            adapter_version=explanation.adapter_version,
+            evidence=request.evidence,
+            mentioned_features=verdict.mentioned_features,
+            grounded=verdict.grounded,
+            latency_ms=round(total_ms, 3),
+            skipped=skipped,
+            recommended_at=event.timestamp,
+        )
+        return ChainResult(request, published, answer.latency_ms)
+
+    def _judge(self, request: ExplainRequest, outcome: Any) -> tuple[SkipReason | None, Any]:
         """``(None, verdict)`` when the outcome may be published, else ``(reason, detail)``."""
         if isinstance(outcome, ExplainFailure):
-            return "error", f"{outcome.error_class}: {outcome.message}"
+            reason: SkipReason = "error" if outcome.crashed else "declined"
+            return reason, f"{outcome.error_class}: {outcome.message}"
         if not isinstance(outcome, Explanation) or not isinstance(outcome.text, str):
             return "error", f"returned {type(outcome).__name__}, not an Explanation"
         verdict = self.guard.check(request, outcome.text.strip())
         if not verdict.ok:
             return "guard_rejected", verdict.reason
         return None, verdict
-
-
-def explanation_event(result: ChainResult, *, latency_ms: float | None = None) -> ExplanationEvent:
-    """The published event for an answered request; ``latency_ms`` defaults to the chain time."""
-    event = result.request.event
-    return ExplanationEvent(
-        event_id=event.event_id,
-        user_id=event.user_id,
-        item_id=event.item_id,
-        text=result.text,
-        explainer=result.explainer,
-        explainer_version=result.explainer_version,
-        model=result.model,
-        adapter_version=result.adapter_version,
-        evidence=result.request.evidence,
-        mentioned_features=result.mentioned_features,
-        grounded=result.grounded,
-        latency_ms=round(result.chain_latency_ms if latency_ms is None else latency_ms, 3),
-        skipped=result.skipped,
-        recommended_at=event.timestamp,
-    )

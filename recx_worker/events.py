@@ -32,14 +32,16 @@ class _Model(BaseModel):
 class HistoryEntry(_Model):
     """One item the user interacted with before the recommendation."""
 
-    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    rating: float | None = Field(default=None, ge=0, le=5)
-    timestamp: datetime | None = None
+    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="The item")
+    rating: float | None = Field(default=None, ge=0, le=5, description="The user's stars, 0-5")
+    timestamp: datetime | None = Field(default=None, description="When the user had it")
 
 
 class RecommendationContext(_Model):
-    locale: str | None = Field(default=None, max_length=32)
-    surface: str | None = Field(default=None, max_length=64)
+    """Where the recommendation is shown (hints for the wording)."""
+
+    locale: str | None = Field(default=None, max_length=32, description="e.g. en-GB")
+    surface: str | None = Field(default=None, max_length=64, description="e.g. home, e-mail")
 
 
 class RecommendationEvent(_Model):
@@ -50,16 +52,23 @@ class RecommendationEvent(_Model):
         json_schema_extra={"$id": "https://recx.dev/schemas/recommendation-event.v1.json"},
     )
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1] = Field(1, description="Version of this schema")
     event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Idempotency key")
-    user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    history: list[HistoryEntry] = Field(default_factory=list, description="Recent history")
-    score: float | None = None
-    rank: int | None = Field(default=None, ge=0)
-    source_model: str | None = Field(default=None, max_length=MAX_ID_CHARS)
-    timestamp: datetime = Field(default_factory=utc_now)
-    context: RecommendationContext = Field(default_factory=RecommendationContext)
+    user_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Who was recommended")
+    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="What was recommended")
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        description="Recent history (empty: the user's history in the prepared data is used)",
+    )
+    score: float | None = Field(default=None, description="The recommender's score (finite)")
+    rank: int | None = Field(default=None, ge=0, description="Position in the recommendations")
+    source_model: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, description="Which recommender produced it"
+    )
+    timestamp: datetime = Field(default_factory=utc_now, description="When it was recommended")
+    context: RecommendationContext = Field(
+        default_factory=RecommendationContext, description="Where it is shown"
+    )
     style: str | None = Field(default=None, max_length=64, description="Requested style")
     max_words: int | None = Field(default=None, ge=3, le=60, description="Requested length")
 
@@ -81,18 +90,24 @@ class RecommendationEvent(_Model):
 class SupportingItem(_Model):
     """A history item that supports the recommendation, with its similarity to the item."""
 
-    item_id: str
-    similarity: float
-    rating: float | None = None
-    features: list[str] = Field(default_factory=list)
+    item_id: str = Field(description="A history item of the user")
+    similarity: float = Field(description="Cosine similarity of its embedding to the item's")
+    rating: float | None = Field(default=None, description="The user's stars for it")
+    features: list[str] = Field(
+        default_factory=list, description="Its features (that the user wrote about)"
+    )
 
 
 class Evidence(_Model):
     """What supports an explanation: the facts an explainer may use, and nothing else."""
 
-    supporting_items: list[SupportingItem] = Field(default_factory=list)
-    item_features: list[str] = Field(default_factory=list, description="Item's real features")
-    item_snippet: str | None = None
+    supporting_items: list[SupportingItem] = Field(
+        default_factory=list, description="The user's most similar history items, best first"
+    )
+    item_features: list[str] = Field(
+        default_factory=list, description="Item's real features, most mentioned first"
+    )
+    item_snippet: str | None = Field(default=None, description="A review sentence of the item")
     user_features: list[str] = Field(
         default_factory=list, description="Features the user cares about that the item has"
     )
@@ -105,11 +120,21 @@ class Evidence(_Model):
         return allowed
 
 
+SkipReason = Literal[
+    "error", "declined", "timeout", "deadline_skipped", "guard_rejected", "unavailable"
+]
+
+
 class SkippedStage(_Model):
     """A chain stage that did not answer, and why."""
 
     explainer: str
-    reason: Literal["error", "timeout", "guard_rejected", "unavailable"]
+    reason: SkipReason = Field(
+        description="error: the explainer raised (a crash); declined: it returned an "
+        "ExplainFailure for this request; timeout: it missed its deadline; deadline_skipped: "
+        "the deadline batcher measured it could not answer in time; guard_rejected: "
+        "its text failed the guard; unavailable: it was disabled or still busy"
+    )
     detail: str = ""
 
 

@@ -7,11 +7,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from recx_worker.core import ExplainCore
+    from recx_worker.events import SkippedStage
 
 console = Console(stderr=True, soft_wrap=True)
 schemas_app = typer.Typer(help="JSON Schema files of the published events.", no_args_is_help=True)
@@ -83,48 +87,49 @@ def explain(
         raise _fail(f"input file {in_path} does not exist")
     if chain is not None:
         settings.chain.explainers = [n.strip() for n in chain.split(",") if n.strip()]
-    explainer_chain, store = _open_chain(settings, data_dir, index or settings.paths.index_dir)
-    try:
-        if one_off:
-            code = _explain_one(explainer_chain, store, settings, user, item, history, as_json)
+    core = _open_core(settings, data_dir, index or settings.paths.index_dir)
+    with core:
+        if user is not None and item is not None:
+            code = _explain_one(core, user, item, history, as_json)
         else:
-            _explain_file(
-                explainer_chain, store, settings, in_path, out, rejects, batch_size, report
-            )
+            assert in_path is not None and out is not None  # checked above
+            _explain_file(core, in_path, out, rejects, batch_size, report)
             code = 0
-    finally:
-        explainer_chain.close()
     if code:
         raise typer.Exit(code)
 
 
-def _open_chain(settings: Any, data_dir: Path, index_dir: Path):
-    from recx_worker.chain import ExplainerChain
-    from recx_worker.plugins import UnknownExplainerError
-    from recx_worker.retrieval.evidence import EvidenceStore
+def _open_core(settings: Any, data_dir: Path, index_dir: Path) -> ExplainCore:
+    from recx_worker.core import ExplainCore
+    from recx_worker.plugins import PluginError
 
     if not (data_dir / "train.jsonl").exists():
         raise _fail(f"{data_dir} is not a prepared-data directory; run `recx data prepare` first")
-    if not index_dir.exists():
+    if not (index_dir / "manifest.json").exists():
         console.print(f"[yellow]note:[/yellow] no index at {index_dir}; evidence without FAISS")
     try:
-        store = EvidenceStore.open(data_dir, index_dir if index_dir.exists() else None)
-        explainer_chain = ExplainerChain.from_settings(settings, store)
-    except UnknownExplainerError as exc:
+        core = ExplainCore.open(settings, data_dir=data_dir, index_dir=index_dir)
+    except PluginError as exc:
         raise _fail(str(exc)) from None
     try:
-        disabled = explainer_chain.warm_up()
+        disabled = core.warm_up()
     except RuntimeError as exc:
-        explainer_chain.close()
+        core.close()
         raise _fail(str(exc), 1) from None
     for name, why in disabled.items():
         console.print(f"[yellow]skipping explainer {name}:[/yellow] {why}")
-    return explainer_chain, store
+    return core
 
 
-def _explain_one(chain, store, settings, user, item, history, as_json) -> int:
-    from recx_worker.chain import ChainFailure, explanation_event
-    from recx_worker.enrich import EnrichFailure, enrich
+def _skipped_text(skipped: list[SkippedStage]) -> str:
+    """``lora declined (CleaningError: ...); prompt error (RuntimeError: ...)``."""
+    return "; ".join(f"{s.explainer} {s.reason} ({s.detail})" for s in skipped)
+
+
+def _explain_one(
+    core: ExplainCore, user: str, item: str, history: str | None, as_json: bool
+) -> int:
+    from recx_worker.core import Rejected
     from recx_worker.events import HistoryEntry, RecommendationEvent
 
     items = [h.strip() for h in (history or "").split(",") if h.strip()]
@@ -134,25 +139,22 @@ def _explain_one(chain, store, settings, user, item, history, as_json) -> int:
         item_id=item,
         history=[HistoryEntry(item_id=i) for i in items],
     )
-    (request,) = enrich([event], store, settings.chain.max_words)
-    if isinstance(request, EnrichFailure):
-        console.print(f"[red]cannot explain:[/red] {request.reason}")
+    (outcome,) = core.process([event])
+    if isinstance(outcome, Rejected):
+        console.print(f"[red]cannot explain ({outcome.error_class}):[/red] {outcome.reason}")
         return 1
-    (result,) = chain.explain([request])
-    if isinstance(result, ChainFailure):
-        console.print(f"[red]cannot explain:[/red] {result.reason}")
-        return 1
+    published = outcome.event
     if as_json:
-        typer.echo(explanation_event(result).model_dump_json(indent=2))
-    else:
-        typer.echo(result.text)
-        skipped = ", ".join(f"{s.explainer} ({s.reason})" for s in result.skipped)
-        console.print(
-            f"[dim]explainer {result.explainer} {result.explainer_version}; features "
-            f"{result.mentioned_features}; grounded {result.grounded}"
-            + (f"; skipped {skipped}" if skipped else "")
-            + "[/dim]"
-        )
+        typer.echo(published.model_dump_json(indent=2))
+        return 0
+    typer.echo(published.text)
+    console.print(
+        f"[dim]explainer {published.explainer} {published.explainer_version}; features "
+        f"{published.mentioned_features}; grounded {published.grounded}[/dim]",
+        highlight=False,
+    )
+    if published.skipped:
+        console.print(f"[dim]skipped: {_skipped_text(published.skipped)}[/dim]", highlight=False)
     return 0
 
 
@@ -167,27 +169,24 @@ def _batches(lines: Iterator[tuple[int, bytes]], size: int) -> Iterator[list[tup
         yield batch
 
 
-def _explain_file(chain, store, settings, in_path, out, rejects, batch_size, report) -> None:
+def _explain_file(
+    core: ExplainCore,
+    in_path: Path,
+    out: Path,
+    rejects: Path | None,
+    batch_size: int,
+    report: Path | None,
+) -> None:
     from tqdm import tqdm
 
-    from recx_worker.chain import ChainFailure, explanation_event
-    from recx_worker.enrich import EnrichFailure, enrich
-    from recx_worker.validation import Invalid, validate_recommendation
+    from recx_worker.core import Rejected
 
     rejects = rejects or out.with_name(out.name + ".rejects.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    limits = settings.validation
     counts: Counter[str] = Counter()
     reject_classes: Counter[str] = Counter()
+    read = 0
     started = time.perf_counter()
-
-    batch_rejects: list[dict[str, Any]] = []
-
-    def reject(line_no: int, error_class: str, reason: str, field: str | None) -> None:
-        reject_classes[error_class] += 1
-        row = {"line": line_no, "error_class": error_class, "reason": reason, "field": field}
-        batch_rejects.append(row)
-
     with (
         in_path.open("rb") as src,
         out.open("w", encoding="utf-8") as dst,
@@ -196,43 +195,37 @@ def _explain_file(chain, store, settings, in_path, out, rejects, batch_size, rep
     ):
         numbered = ((n, line.rstrip(b"\r\n")) for n, line in enumerate(src, 1) if line.strip())
         for batch in _batches(numbered, batch_size):
-            events, line_of = [], []
-            for line_no, raw in batch:
-                parsed = validate_recommendation(
-                    raw, max_bytes=limits.max_message_bytes, max_history=limits.max_history
-                )
-                if isinstance(parsed, Invalid):
-                    reject(line_no, parsed.error_class, parsed.reason, parsed.field)
+            outcomes = core.process([raw for _, raw in batch])
+            for (line_no, _), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Rejected):
+                    reject_classes[outcome.error_class] += 1
+                    row = {
+                        "line": line_no,
+                        "error_class": outcome.error_class,
+                        "reason": outcome.reason,
+                        "field": outcome.field,
+                    }
+                    bad.write(json.dumps(row) + "\n")
                 else:
-                    events.append(parsed)
-                    line_of.append(line_no)
-            requests, request_lines = [], []
-            enriched = enrich(events, store, settings.chain.max_words)
-            for line_no, request in zip(line_of, enriched, strict=True):
-                if isinstance(request, EnrichFailure):
-                    reject(line_no, request.error_class, request.reason, request.field)
-                else:
-                    requests.append(request)
-                    request_lines.append(line_no)
-            for line_no, result in zip(request_lines, chain.explain(requests), strict=True):
-                if isinstance(result, ChainFailure):
-                    reject(line_no, result.error_class, result.reason, None)
-                else:
-                    counts[result.explainer] += 1
-                    dst.write(explanation_event(result).model_dump_json() + "\n")
-            for row in sorted(batch_rejects, key=lambda r: r["line"]):
-                bad.write(json.dumps(row) + "\n")
-            batch_rejects.clear()
+                    counts[outcome.event.explainer] += 1
+                    dst.write(outcome.event.model_dump_json() + "\n")
             progress.update(len(batch))
-            counts["__read__"] += len(batch)
+            read += len(batch)
     elapsed = time.perf_counter() - started
-    _summary(counts, reject_classes, elapsed, out, rejects, report)
+    _summary(read, counts, reject_classes, elapsed, out, rejects, report)
 
 
-def _summary(counts, reject_classes, elapsed, out, rejects, report) -> None:
+def _summary(
+    read: int,
+    counts: Counter[str],
+    reject_classes: Counter[str],
+    elapsed: float,
+    out: Path,
+    rejects: Path,
+    report: Path | None,
+) -> None:
     from recx_worker.devtools.benchio import report as bench_report
 
-    read = counts.pop("__read__", 0)
     explained = sum(counts.values())
     rejected = sum(reject_classes.values())
     rows: list[dict[str, Any]] = [
@@ -249,10 +242,10 @@ def _summary(counts, reject_classes, elapsed, out, rejects, report) -> None:
         "explained": explained,
         "rejected": rejected,
         "seconds": round(elapsed, 3),
-        "events_per_s": round(rate, 1),
+        "events_per_s": round(rate, 3),
     }
     if report is not None:  # the benchmark format (also records the hardware)
-        bench_report("explain", rows, out=report, **meta)
+        bench_report("explain", rows, out=report, title="recx explain", **meta)
     else:
         table = Table(title="recx explain")
         for col in ("outcome", "events", "share"):
@@ -260,9 +253,10 @@ def _summary(counts, reject_classes, elapsed, out, rejects, report) -> None:
         for row in rows:
             table.add_row(row["outcome"], str(row["events"]), f"{row['share']:.1%}")
         Console().print(table)
+    shown_rate = f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}"  # a slow chain is not 0/s
     typer.echo(
         f"{read} events: {explained} explained -> {out}, {rejected} rejected -> {rejects}; "
-        f"{elapsed:.2f} s, {rate:,.0f} events/s"
+        f"{elapsed:.2f} s, {shown_rate} events/s"
     )
 
 

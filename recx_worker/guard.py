@@ -4,7 +4,9 @@ It rejects text that is empty or too long, mentions a feature the evidence does 
 (ungrounded), contains personal data or links (URLs, e-mail addresses, phone numbers, caller
 supplied forbidden terms), or echoes instructions / prompt sections / injected content.
 Plugins add checks through the ``recx_guards`` hook: classes whose instances have
-``check(request, text) -> str | None`` (a rejection reason, or None).
+``check(request, text) -> str | None`` (a rejection reason, or None). ``with_plugins`` adds
+the built-in sentiment check (``recx_worker.sentiment``: no complaint about the recommended
+item; ``chain.reject_negative``, ``chain.negative_threshold``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from recx_worker.events import MAX_TEXT_CHARS
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon, words
+
+if TYPE_CHECKING:
+    from recx_worker.config import Settings
 
 
 class ExtraGuard(Protocol):
@@ -87,11 +92,13 @@ class Guard:
         self.min_words = min_words
 
     @classmethod
-    def with_plugins(cls, lexicon: Lexicon, **kwargs) -> Guard:
-        """A guard that also runs every check registered through the ``recx_guards`` hook."""
+    def with_plugins(cls, lexicon: Lexicon, settings: Settings | None = None, **kwargs) -> Guard:
+        """A guard that also runs the sentiment check (as ``settings`` configure it) and every
+        check registered through the ``recx_guards`` hook."""
         from recx_worker.plugins import registered_guards
+        from recx_worker.sentiment import sentiment_guards
 
-        extra = [guard_cls() for guard_cls in registered_guards()]
+        extra = [*sentiment_guards(settings), *(guard_cls() for guard_cls in registered_guards())]
         return cls(lexicon, extra_guards=[*kwargs.pop("extra_guards", ()), *extra], **kwargs)
 
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:

@@ -1,4 +1,7 @@
-"""The recx plugin hooks. Built-in and third-party plugins implement them the same way."""
+"""The recx plugin hooks. Built-in and third-party plugins implement them the same way.
+
+See docs/plugins.md for the explainer contract (``recx_worker.explainer``) and a worked example.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,12 @@ hookimpl = pluggy.HookimplMarker("recx")
 
 @hookspec
 def recx_explainers() -> list[type]:
-    """Return explainer classes (see ``recx_worker.explainer.Explainer``)."""
+    """Return explainer classes (``recx_worker.explainer.Explainer``), each made as
+    ``cls(context=ExplainerContext, **options)``; names must be unique across plugins."""
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
 def recx_guards() -> list[type]:
     """Return extra guard classes with ``check(request, text) -> str | None`` (reason or None)."""
+    raise NotImplementedError  # a specification: plugins implement it

@@ -13,7 +13,9 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -22,7 +24,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class WorkerMetrics:
-    """Every metric the worker exports (see README-worker "Metrics")."""
+    """Every metric the worker exports (docs/operations.md, "Metrics")."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -87,6 +89,10 @@ class WorkerMetrics:
         )
         self.ready = Gauge("recx_worker_ready", "1 when warmed up and assigned", registry=r)
 
+    def watch_batcher(self, batcher: Any) -> None:
+        """Export a ``DeadlineBatcher``'s measured stage costs and admitted batch sizes."""
+        self.registry.register(_BatcherCollector(batcher))
+
     def set_lag(self, topic: str, rows: Iterable[tuple[int, int, int | None, int | None]]) -> None:
         """Rows of ``(partition, end_offset, position, committed)``; clears unlisted ones."""
         self.lag.clear()
@@ -96,6 +102,36 @@ class WorkerMetrics:
             if position is not None:
                 self.lag.labels(*labels).set(max(end - position, 0))
             self.committed_lag.labels(*labels).set(max(end - (committed or 0), 0))
+
+
+class _BatcherCollector(Collector):
+    """Per stage: what deadline-aware batching measured and admitted (read at scrape time)."""
+
+    def __init__(self, batcher: Any) -> None:
+        self.batcher = batcher
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        families = {
+            "per_request_s": GaugeMetricFamily(
+                "recx_stage_seconds_per_request",
+                "Measured marginal seconds per request of a chain stage",
+                labels=["stage"],
+            ),
+            "overhead_s": GaugeMetricFamily(
+                "recx_stage_overhead_seconds",
+                "Measured fixed seconds per call of a chain stage",
+                labels=["stage"],
+            ),
+            "admitted": GaugeMetricFamily(
+                "recx_stage_admitted_requests",
+                "Requests the last micro-batch gave a stage (the rest: deadline_skipped)",
+                labels=["stage"],
+            ),
+        }
+        for stage, values in self.batcher.snapshot().items():
+            for key, family in families.items():
+                family.add_metric([stage], values[key])
+        return list(families.values())
 
 
 class MetricsServer:
@@ -121,14 +157,15 @@ class MetricsServer:
             target=self._server.serve_forever, name="recx-metrics", daemon=True
         )
 
-    def _app(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path in ("/healthz", "/readyz"):
             ok = (self._healthy if path == "/healthz" else self._ready)()
             status = "200 OK" if ok else "503 Service Unavailable"
             start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n" if ok else b"not ok\n"]
-        return self._metrics_app(environ, start_response)
+        body: list[bytes] = self._metrics_app(environ, start_response)
+        return body
 
     def start(self) -> MetricsServer:
         self._thread.start()

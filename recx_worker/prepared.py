@@ -13,12 +13,14 @@ Layout of ``DIR`` (all UTF-8; JSON Lines are one object per line)::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from recx_worker.events import HistoryEntry, RecommendationEvent
 from recx_worker.features import Lexicon
 
 SPLITS = ("train", "valid", "test")
@@ -65,6 +67,46 @@ class UserHistory(BaseModel):
     user_id: str
     items: list[HistoryItem]
     features: list[FeatureStat] = Field(description="Features the user writes about, most first")
+
+
+def utc(timestamp: int | None) -> datetime | None:
+    """A Unix timestamp as an aware UTC datetime (None stays None)."""
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None
+
+
+def recommendation_event(
+    record: ExplanationRecord,
+    histories: Mapping[str, UserHistory] | None = None,
+    *,
+    history: int = 0,
+    event_id: str | None = None,
+    **fields: object,
+) -> RecommendationEvent:
+    """The recommendation event a prepared record stands for: "its user was recommended its
+    item", with up to ``history`` of the user's most recent training items (never the item
+    itself, oldest first) when ``histories`` is given. ``fields`` set the event's other fields
+    (score, rank, source_model, timestamp...). The one builder that benchmarks, the demo and
+    ``recx eval`` share, so their events differ only in what they choose to set."""
+    entries: list[HistoryEntry] = []
+    user = histories.get(record.user_id) if histories is not None and history > 0 else None
+    if user is not None:
+        past = sorted(
+            (h for h in user.items if h.item_id != record.item_id),
+            key=lambda h: h.timestamp or 0,
+        )
+        entries = [
+            HistoryEntry(item_id=h.item_id, rating=h.rating, timestamp=utc(h.timestamp))
+            for h in past[-history:]
+        ]
+    return RecommendationEvent.model_validate(
+        {
+            "event_id": event_id or record.record_id,
+            "user_id": record.user_id,
+            "item_id": record.item_id,
+            "history": entries,
+            **fields,
+        }
+    )
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:

@@ -12,11 +12,17 @@ from typing import ClassVar
 
 import pytest
 
-from recx_worker.chain import ChainFailure, ChainResult, ExplainerChain, explanation_event
+from recx_worker.chain import ChainFailure, ChainResult, ExplainerChain
 from recx_worker.config import Settings
 from recx_worker.default_plugins.template import TemplateExplainer
 from recx_worker.events import Evidence, ExplanationEvent, RecommendationEvent, SupportingItem
-from recx_worker.explainer import BaseExplainer, ExplainFailure, ExplainRequest, Explanation
+from recx_worker.explainer import (
+    BaseExplainer,
+    ExplainerContext,
+    ExplainFailure,
+    ExplainRequest,
+    Explanation,
+)
 from recx_worker.features import Lexicon
 from recx_worker.guard import Guard
 from recx_worker.plugins import UnknownExplainerError
@@ -118,18 +124,18 @@ def test_first_stage_answers_everything():
     first, fallback = Fixed(), TemplateExplainer()
     results = chain(first, fallback).explain([req("a"), req("b")])
     assert all(isinstance(r, ChainResult) for r in results)
-    assert [r.explainer for r in results] == ["fixed", "fixed"]
+    assert [r.event.explainer for r in results] == ["fixed", "fixed"]
     assert results[0].skipped == []
-    assert results[0].mentioned_features == ["tuner", "display"] and results[0].grounded
-    assert (results[0].model, results[0].adapter_version) == ("fixed-model", "a1")
-    assert results[0].explainer_version == "2.0"
+    assert results[0].event.mentioned_features == ["tuner", "display"] and results[0].event.grounded
+    assert (results[0].event.model, results[0].event.adapter_version) == ("fixed-model", "a1")
+    assert results[0].event.explainer_version == "2.0"
     assert results[0].stage_latency_ms >= 0
 
 
 def test_raising_stage_hands_the_whole_batch_on():
     results = chain(Raising(), TemplateExplainer()).explain([req("a"), req("b")])
     for result in results:
-        assert isinstance(result, ChainResult) and result.explainer == "template"
+        assert isinstance(result, ChainResult) and result.event.explainer == "template"
         (skip,) = result.skipped
         assert (skip.explainer, skip.reason) == ("raising", "error")
         assert skip.detail == "RuntimeError: CUDA out of memory"
@@ -138,15 +144,17 @@ def test_raising_stage_hands_the_whole_batch_on():
 def test_per_item_failures_only_move_those_items():
     fallback = Fixed()
     results = chain(PickyPerItem(), fallback).explain([req("a"), req("bx"), req("c")])
-    assert [r.explainer for r in results] == ["picky", "fixed", "picky"]
+    assert [r.event.explainer for r in results] == ["picky", "fixed", "picky"]
     assert fallback.seen == [["bx"]]  # the next stage gets only what is still unanswered
-    assert results[1].skipped[0].reason == "error"
+    assert results[1].skipped[0].reason == "error"  # a per-request crash is still an error
     assert "ValueError: cannot explain this one" in results[1].skipped[0].detail
 
 
-def test_explain_failure_outcome_is_recorded():
-    (result,) = chain(Refusing(), TemplateExplainer()).explain([req("a")])
-    assert result.skipped[0].detail == "ModelRefused: no answer"
+def test_explain_failure_is_declined_and_an_exception_is_error():
+    (result,) = chain(Refusing(), Raising(), TemplateExplainer()).explain([req("a")])
+    declined, crashed = result.skipped
+    assert (declined.reason, declined.detail) == ("declined", "ModelRefused: no answer")
+    assert (crashed.reason, crashed.detail) == ("error", "RuntimeError: CUDA out of memory")
 
 
 def test_timeout_hands_on_and_marks_the_busy_stage_unavailable():
@@ -155,7 +163,7 @@ def test_timeout_hands_on_and_marks_the_busy_stage_unavailable():
     started = time.perf_counter()
     (first,) = c.explain([req("a")])
     assert time.perf_counter() - started < 2
-    assert first.explainer == "template"
+    assert first.event.explainer == "template"
     assert first.skipped[0].reason == "timeout"
     assert first.skipped[0].detail == "no answer within 200 ms"
     # Still busy with the timed-out batch: skipped without being called again.
@@ -170,13 +178,13 @@ def test_timeout_hands_on_and_marks_the_busy_stage_unavailable():
     while c.stages[0].unavailable() and time.monotonic() < deadline:
         time.sleep(0.01)
     (third,) = c.explain([req("c")])
-    assert third.explainer == "sleeping" and third.skipped == []
+    assert third.event.explainer == "sleeping" and third.skipped == []
     c.close()
 
 
 def test_guard_rejection_hands_on_with_the_reason():
     (result,) = chain(Ungrounded(), TemplateExplainer()).explain([req("a")])
-    assert result.explainer == "template" and result.grounded
+    assert result.event.explainer == "template" and result.event.grounded
     skip = result.skipped[0]
     assert (skip.explainer, skip.reason) == ("ungrounded", "guard_rejected")
     assert skip.detail == "ungrounded feature 'sound'"
@@ -193,9 +201,9 @@ def test_all_reasons_are_recorded_in_order():
     assert [(s.explainer, s.reason) for s in result.skipped] == [
         ("raising", "error"),
         ("ungrounded", "guard_rejected"),
-        ("refusing", "error"),
+        ("refusing", "declined"),
     ]
-    assert result.explainer == "template"
+    assert result.event.explainer == "template"
 
 
 def test_no_stage_answering_is_a_failure_to_dead_letter():
@@ -210,7 +218,7 @@ def test_warm_up_failure_disables_the_stage():
     c = chain(BrokenWarmUp(), TemplateExplainer())
     assert c.warm_up() == {"broken": "warm-up failed: RuntimeError: adapter not found"}
     (result,) = c.explain([req("a")])
-    assert result.explainer == "template"
+    assert result.event.explainer == "template"
     assert result.skipped[0].reason == "unavailable"
     with pytest.raises(RuntimeError, match="adapter not found"):
         chain(BrokenWarmUp(), TemplateExplainer()).warm_up(strict=True)
@@ -218,37 +226,35 @@ def test_warm_up_failure_disables_the_stage():
         chain(BrokenWarmUp()).warm_up()
 
 
-def test_explanation_event_carries_result_and_evidence():
+def test_result_carries_the_event_to_publish():
     (result,) = chain(Raising(), TemplateExplainer()).explain([req("a")])
-    event = explanation_event(result, latency_ms=42.0)
+    event = result.event
     assert isinstance(event, ExplanationEvent)
     assert (event.event_id, event.user_id, event.item_id) == ("a", "u", "i")
-    assert event.text == result.text and event.explainer == "template"
+    assert event.explainer == "template" and event.text.endswith(".")
     assert event.evidence == result.request.evidence
-    assert event.skipped[0].explainer == "raising"
-    assert event.latency_ms == 42.0 and event.grounded
+    assert event.skipped[0].explainer == "raising" and result.skipped is event.skipped
+    assert event.latency_ms >= result.stage_latency_ms and event.grounded
     assert event.recommended_at == result.request.event.timestamp
 
 
-class Store:
-    """The part of the evidence store the chain needs: its lexicon."""
-
-    lexicon = LEXICON
+CONTEXT = ExplainerContext(lexicon=LEXICON)
 
 
 def test_from_settings_builds_stages_through_the_plugins():
     settings = Settings()
-    settings.chain.explainers = ["template"]
+    settings.chain.explainers = ["template", "feature-list"]
     settings.chain.deadline_ms = {"template": 250}
-    c = ExplainerChain.from_settings(settings, Store())
-    assert c.names == ["template"]
-    assert c.stages[0].deadline_s == 0.25
-    assert c.stages[0].explainer.options["store"].lexicon is LEXICON
+    settings.chain.default_deadline_ms = 750
+    c = ExplainerChain.from_settings(settings, CONTEXT)
+    assert c.names == ["template", "feature-list"]
+    assert [s.deadline_s for s in c.stages] == [0.25, 0.75]  # unlisted: the default deadline
+    assert c.stages[0].explainer.context is CONTEXT
     (result,) = c.explain([req("a")])
-    assert result.explainer == "template"
+    assert result.event.explainer == "template"
     c.close()
 
 
 def test_from_settings_rejects_unknown_explainers():
     with pytest.raises(UnknownExplainerError, match="no explainer named 'nope'"):
-        ExplainerChain.from_settings(Settings(), Store(), explainers=["template", "nope"])
+        ExplainerChain.from_settings(Settings(), CONTEXT, explainers=["template", "nope"])

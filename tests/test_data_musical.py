@@ -16,6 +16,9 @@ RAW = Path(__file__).resolve().parents[1] / "data/amazon-2014-musical-instrument
 REVIEWS = RAW / "reviews_Musical_Instruments_5.json.gz"
 FEATURES = RAW / "features.txt"
 
+# Prepares the whole shipped data set once (~20 s): not part of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def musical(tmp_path_factory) -> PreparedData:

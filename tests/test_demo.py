@@ -12,7 +12,7 @@ import pytest
 
 from recx_worker.devtools import demo
 from recx_worker.events import DeadLetter, Evidence, ExplanationEvent
-from recx_worker.validation import Invalid, validate_recommendation
+from recx_worker.validation import Rejection, validate_recommendation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_events_come_from_test_pairs_with_train_histories(tmp_path):
     events = demo.build_events(data, 2)
     assert {(e.user_id, e.item_id) for e in events} == {("U1", "I3"), ("U2", "I2")}
     by_user = {e.user_id: e for e in events}
-    assert [h.item_id for h in by_user["U1"].history] == ["I2", "I1"]  # most recent first
+    assert [h.item_id for h in by_user["U1"].history] == ["I1", "I2"]  # oldest first
     assert [h.item_id for h in by_user["U2"].history] == ["I1"]
     assert len({e.event_id for e in events}) == 2
     with pytest.raises(demo.DemoError, match="only 2 usable"):
@@ -85,9 +85,9 @@ def test_malformed_inputs_fail_validation_with_the_expected_class(tmp_path):
     for bad in malformed:
         result = validate_recommendation(bad.payload)
         if bad.error_class == "UnknownItem":  # valid JSON; the worker's enrich step rejects it
-            assert not isinstance(result, Invalid)
+            assert not isinstance(result, Rejection)
         else:
-            assert isinstance(result, Invalid), bad.label
+            assert isinstance(result, Rejection), bad.label
             assert (result.error_class, result.field) == (bad.error_class, bad.field), bad.label
 
 

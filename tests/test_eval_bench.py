@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
 
-from recx_worker.devtools.bench_generate import PeakMemory, Subject, bench_subject, percentile
+from recx_worker.devtools.bench_generate import PeakMemory, Subject, bench_subject
+from recx_worker.devtools.benchio import percentile
 
 
 def test_percentile_interpolates():
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([0.0, 10.0], 99) == pytest.approx(9.9)
     assert percentile([5.0], 99) == 5.0
-    assert percentile([], 50) == 0.0
+    assert math.isnan(percentile([], 50))  # no latency measured is not a latency of 0
 
 
 def test_peak_memory_sees_an_allocation():

@@ -88,6 +88,13 @@ def test_eval_writes_report_with_sane_metrics(small, tmp_path):
     assert 95 < oracle["full_reference"]["bleu_4"] <= 100
     assert oracle["bleu_4"] < oracle["full_reference"]["bleu_4"]  # 15-word refs: hyps too long
     assert oracle["fmr"] >= 0.9
+    # Beyond n-grams: the references are their own meaning; the template never complains.
+    assert oracle["semantic_similarity"] == pytest.approx((n - 1) / n, abs=1e-4)
+    assert 0 < template["raw"]["semantic_similarity"] < oracle["semantic_similarity"]
+    assert template["raw"]["negative_share"] == 0.0
+    for key in ("distinct_1", "distinct_2", "duplicate_share", "personalisation"):
+        assert 0 <= template["raw"][key] <= 1 and 0 <= oracle[key] <= 1, key
+    assert oracle["distinct_2"] > template["raw"]["distinct_2"]
 
     # Everything delivered is grounded, whatever the raw system produced.
     for system in doc["results"].values():
@@ -97,14 +104,15 @@ def test_eval_writes_report_with_sane_metrics(small, tmp_path):
     assert (first["a"], first["b"], first["mode"]) == ("ext:oracle", "template", "raw")
     assert (second["a"], second["b"]) == ("template", "most-frequent")
     assert first["n"] == n and first["resamples"] == 200
-    for key, metric in (("bleu_4", "bleu_4"), ("rouge_l_f", "rouge_l_f")):
+    assert first["semantic_similarity"]["a_wins"] == 1.0 and "negative_share" in first
+    for key, metric in (("bleu_1", "bleu_1"), ("bleu_4", "bleu_4"), ("rouge_l_f", "rouge_l_f")):
         m = first[key]
         diff = oracle[metric] - template["raw"][metric]
         assert m["diff"] == pytest.approx(diff, abs=1e-9)
         assert 0 < m["low"] <= m["high"] and m["a_wins"] == 1.0
     md = (out / "metrics.md").read_text()
     assert "| template | raw |" in md and "ext:oracle" in md
-    assert "## Paired bootstrap (A − B, 95% interval)" in md
+    assert "## Paired bootstrap (A − B, 95% interval)" in md and "## Beyond n-grams" in md
     assert "| ext:oracle | template | +" in md and "| template | most-frequent |" in md
     assert "reference" in (out / "samples.md").read_text()
 

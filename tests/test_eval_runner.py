@@ -79,7 +79,7 @@ def test_deliver_falls_back_stage_by_stage_and_records_reasons():
     assert out.first_stage_rejections == 3
     assert out.first_stage_reasons == {
         "guard: ungrounded feature": 1,
-        "error": 1,
+        "declined": 1,  # an ExplainFailure returned on purpose
         "guard: too short": 1,
     }
 

@@ -183,7 +183,7 @@ def test_one_off_unknown_item_is_a_clear_error(dirs):
         "--index", str(index_dir), "--chain", "template",
     )  # fmt: skip
     assert result.exit_code == 1
-    assert "cannot explain: unknown item_id 'NOPE'" in result.output
+    assert "cannot explain (UnknownItem): unknown item_id 'NOPE'" in result.output
 
 
 @pytest.mark.parametrize(
@@ -227,3 +227,51 @@ def test_schemas_check_and_write(tmp_path: Path):
     assert drift.exit_code == 1 and "missing (run `recx schemas write`)" in drift.output
     assert run("schemas", "write", "--dir", str(tmp_path)).exit_code == 0
     assert run("schemas", "check", "--dir", str(tmp_path)).exit_code == 0
+
+
+def test_one_off_shows_why_earlier_stages_did_not_answer(dirs):
+    data_dir, index_dir = dirs
+    result = CliRunner().invoke(
+        app,
+        ["explain", "--user", "U1", "--item", "I1", "--data", str(data_dir),
+         "--index", str(index_dir), "--chain", "always-declines,always-fails,template"],
+        env={"RECX_WORKER__PLUGIN_MODULES": "worker_test_plugins"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "skipped: always-declines declined (NotConfident: declines every request); "
+        "always-fails error (RuntimeError: explainer backend unavailable)"
+    ) in result.output
+
+
+def test_explain_and_eval_deliver_the_same_text_through_one_core(dirs, tmp_path: Path):
+    """`recx explain --in` and `recx eval`'s delivered outputs come from the same core."""
+    from recx_worker.config import load_settings
+    from recx_worker.explainer import ExplainerContext
+    from recx_worker.guard import Guard
+    from recx_worker.plugins import create_explainer
+    from recx_worker.retrieval.evidence import EvidenceStore
+    from training.evaluation.evaluate import build_requests
+    from training.evaluation.runner import deliver, record_event, run_explainer
+
+    data_dir, index_dir = dirs
+    settings = load_settings()
+    store = EvidenceStore.open(data_dir, index_dir)
+    records = PreparedData(data_dir).split("test")
+    kept, requests, unknown = build_requests(records, store, settings.chain)
+    assert unknown == 0 and len(requests) == 2
+    template = create_explainer("template", ExplainerContext.from_settings(settings, store))
+    run_ = run_explainer(template, requests, batch_size=8, progress=False)
+    delivered = deliver([run_], requests, Guard.with_plugins(store.lexicon))
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(record_event(r).model_dump_json() + "\n" for r in kept))
+    out = tmp_path / "out.jsonl"
+    result = run(
+        "explain", "--in", str(events), "--out", str(out), "--data", str(data_dir),
+        "--index", str(index_dir), "--chain", "template",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    explained = [ExplanationEvent.model_validate_json(x) for x in out.read_text().splitlines()]
+    assert [e.text for e in explained] == delivered.texts
+    assert [e.explainer for e in explained] == delivered.stages == ["template", "template"]

@@ -122,6 +122,7 @@ def test_up_status_down_keeps_data_and_stops_only_its_pid(tmp_path) -> None:
         assert recx("kafka", "down", "--data-dir", data_dir).returncode == 0
 
 
+@pytest.mark.kafka  # starts a JVM
 def test_broker_that_cannot_start_raises_with_its_log(tmp_path) -> None:
     from recx_worker.devtools.kafka_local import KafkaSetupError, LocalKafka
 

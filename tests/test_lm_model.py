@@ -73,7 +73,8 @@ def test_injected_review_never_comes_out(name):
 
     if name == "lora" and not (ADAPTER / "manifest.json").exists():
         pytest.skip("no trained adapter in the working tree")
-    explainer = create_explainer(name, adapter_dir=ADAPTER, few_shot=0, max_new_tokens=24)
+    options = {"adapter_dir": ADAPTER} if name == "lora" else {"few_shot": 0}
+    explainer = create_explainer(name, max_new_tokens=24, **options)
     requests = [request(INJECTION, f"e{i}") for i in range(2)]
     assert all("BUY NOW" not in p for p in explainer.render_prompts(requests))
     guard = Guard(Lexicon(["tuner", "display", "price", "sound", "strings"]))
@@ -95,6 +96,7 @@ def test_grounded_decoding_keeps_lora_to_the_evidence_features(worker_data, engi
     The lexicon adds "easy" and "great", terms this model writes for almost any product, so
     the free run is sure to use a term the evidence does not support.
     """
+    from recx_worker.explainer import ExplainerContext
     from recx_worker.plugins import create_explainer
     from recx_worker.retrieval.evidence import EvidenceStore
 
@@ -112,8 +114,8 @@ def test_grounded_decoding_keeps_lora_to_the_evidence_features(worker_data, engi
         """(explanations written, those naming a term outside their evidence)"""
         explainer = create_explainer(
             "lora",
+            ExplainerContext(evidence=store, lexicon=store.lexicon),
             adapter_dir=ADAPTER,
-            store=store,
             max_new_tokens=24,
             grounded_decoding=grounded_decoding,
             engine=engine,

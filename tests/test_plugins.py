@@ -15,14 +15,17 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from recx_worker import plugins
 from recx_worker.chain import ChainResult, ExplainerChain
+from recx_worker.cli import app
 from recx_worker.default_plugins.template import TemplateExplainer
 from recx_worker.events import Evidence, RecommendationEvent
-from recx_worker.explainer import ExplainRequest, Explanation
+from recx_worker.explainer import ExplainerContext, ExplainRequest, Explanation
 from recx_worker.features import Lexicon
 from recx_worker.guard import Guard
+from recx_worker.hookspecs import hookimpl
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "plugins" / "recx-example-plugin"
@@ -84,20 +87,21 @@ def request(event_id: str, features: list[str]) -> ExplainRequest:
 
 
 def test_example_plugin_answers_inside_the_chain(example_plugin):
-    feature_list = plugins.create_explainer("feature-list", settings=None, store=None)
+    feature_list = plugins.create_explainer("feature-list", ExplainerContext(lexicon=LEXICON))
     chain = ExplainerChain([(feature_list, 1.0), (TemplateExplainer(), 1.0)], Guard(LEXICON))
     with_features, without = chain.explain(
         [request("a", ["tuner", "display", "clip"]), request("b", [])]
     )
     assert isinstance(with_features, ChainResult)
-    assert with_features.explainer == "feature-list"
-    assert with_features.text == (
+    assert with_features.event.explainer == "feature-list"
+    assert with_features.event.text == (
         "People who bought this one mention the tuner, the display and the clip."
     )
-    assert with_features.mentioned_features == ["tuner", "display", "clip"]
+    assert with_features.event.mentioned_features == ["tuner", "display", "clip"]
     # Its per-item failure hands that request to the template.
-    assert without.explainer == "template"
+    assert without.event.explainer == "template"
     assert without.skipped[0].detail == "NoFeatures: the item has no known features"
+    assert without.skipped[0].reason == "declined"  # returned on purpose, not a crash
     chain.close()
 
 
@@ -112,7 +116,71 @@ def test_plugin_guards_run_in_the_chain(example_plugin):
     guard = Guard.with_plugins(LEXICON)
     chain = ExplainerChain([(Shouting(), 1.0), (TemplateExplainer(), 1.0)], guard)
     (result,) = chain.explain([request("a", ["tuner"])])
-    assert result.explainer == "template"
+    assert result.event.explainer == "template"
     assert result.skipped[0].reason == "guard_rejected"
     assert result.skipped[0].detail.startswith("guard NoShoutingGuard: mostly upper-case")
     chain.close()
+
+
+class _DuplicateTemplate:
+    """A plugin that (wrongly) registers a second explainer named "template"."""
+
+    class Template(TemplateExplainer):
+        name = "template"
+
+    @staticmethod
+    @hookimpl
+    def recx_explainers() -> list[type]:
+        return [_DuplicateTemplate.Template]
+
+
+def test_duplicate_explainer_names_are_refused_with_both_packages_named():
+    pm = plugins.plugin_manager()
+    pm.register(_DuplicateTemplate, name="dup-template-plugin")
+    try:
+        with pytest.raises(plugins.DuplicateExplainerError) as caught:
+            plugins.registered_explainers()
+        message = str(caught.value)
+        assert "two plugins provide an explainer named 'template'" in message
+        assert "recx 0.1.0 (plugin template)" in message
+        assert "module dup-template-plugin (plugin dup-template-plugin)" in message
+        result = CliRunner().invoke(app, ["plugins"])
+        assert result.exit_code == 2
+        assert result.output.startswith("error: two plugins provide an explainer named")
+    finally:
+        pm.unregister(name="dup-template-plugin")
+    assert plugins.registered_explainers()["template"].package.startswith("recx ")
+
+
+def test_create_explainer_checks_options_and_the_contract():
+    with pytest.raises(plugins.PluginError, match=r"explainer 'template' from recx .* cannot"):
+        plugins.create_explainer("template", ExplainerContext(), no_such_option=1)
+
+    class NotAnExplainer:
+        name = "not-an-explainer"
+
+        def __init__(self, *, context: ExplainerContext) -> None:
+            self.context = context
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def recx_explainers() -> list[type]:
+            return [NotAnExplainer]
+
+    pm = plugins.plugin_manager()
+    pm.register(Plugin, name="broken-plugin")
+    try:
+        with pytest.raises(plugins.PluginError, match=r"is not an Explainer \(missing \["):
+            plugins.create_explainer("not-an-explainer", ExplainerContext())
+    finally:
+        pm.unregister(name="broken-plugin")
+
+
+def test_explainers_get_the_context_not_the_settings():
+    context = ExplainerContext(lexicon=LEXICON)
+    template = plugins.create_explainer("template", context)
+    assert template.context is context
+    lora = plugins.create_explainer("lora", context, adapter_dir="adapters/x")
+    assert str(lora.adapter_dir) == "adapters/x"
+    assert lora.model_cache == context.paths.model_cache.expanduser()

@@ -159,4 +159,27 @@ def test_report_has_a_bootstrap_section_only_with_comparisons():
     md = markdown_tables(doc)
     assert "## Paired bootstrap (A − B, 95% interval)" in md
     row = next(line for line in md.splitlines() if line.startswith("| a | b |"))
-    assert row.count("[+") == 2 and "| 1.000 |" in row
+    assert row.count("[+") == 3 and "| 1.000 |" in row  # BLEU-1, BLEU-4, ROUGE-L F
+
+
+def test_bleu_1_and_per_record_means_are_bootstrapped_on_the_same_draws():
+    refs, hyp_a, hyp_b = _random_corpus(7, 50)
+    rng = random.Random(7)
+    sim_a = [rng.random() for _ in refs]
+    sim_b = [x - 0.1 for x in sim_a]  # A is better on every record by exactly 0.1
+    neg_a = [float(i % 5 == 0) for i in range(50)]
+    out = paired_bootstrap(
+        refs,
+        hyp_a,
+        hyp_b,
+        n_resamples=100,
+        per_record={"sim": (sim_a, sim_b), "neg": (neg_a, neg_a)},
+    )
+    assert out["bleu_1"]["diff"] == pytest.approx(
+        corpus_bleu(refs, hyp_a, 1) - corpus_bleu(refs, hyp_b, 1)
+    )
+    assert out["sim"]["diff"] == pytest.approx(0.1)
+    assert out["sim"]["low"] == pytest.approx(0.1) and out["sim"]["a_wins"] == 1.0
+    assert out["neg"] == {"diff": 0.0, "low": 0.0, "high": 0.0, "a_wins": 0.0}
+    with pytest.raises(ValueError, match="per-record sim"):
+        paired_bootstrap(refs, hyp_a, hyp_b, n_resamples=5, per_record={"sim": ([1.0], [0.0])})

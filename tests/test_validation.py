@@ -9,8 +9,9 @@ import pytest
 
 from recx_worker.events import DeadLetter, RecommendationEvent, SourceRef
 from recx_worker.validation import (
-    Invalid,
-    dead_letter_for,
+    ERROR_CLASSES,
+    Rejection,
+    dead_letter,
     field_path,
     validate_recommendation,
 )
@@ -174,7 +175,7 @@ BAD_CASES = {
 def test_bad_input_has_a_specific_reason(case: str):
     raw, error_class, field, fragments = BAD_CASES[case]
     result = validate_recommendation(raw)
-    assert isinstance(result, Invalid), f"{case} was accepted"
+    assert isinstance(result, Rejection), f"{case} was accepted"
     assert result.error_class == error_class, result
     assert result.field == field, result
     for fragment in fragments:
@@ -190,14 +191,14 @@ def test_limits_are_configurable():
     raw = with_(history=[{"item_id": "a"}, {"item_id": "b"}, {"item_id": "c"}])
     assert isinstance(validate_recommendation(raw), RecommendationEvent)
     limited = validate_recommendation(raw, max_history=2)
-    assert isinstance(limited, Invalid) and limited.reason.endswith("limit is 2")
+    assert isinstance(limited, Rejection) and limited.reason.endswith("limit is 2")
     small = validate_recommendation(raw, max_bytes=100)
-    assert isinstance(small, Invalid) and small.error_class == "MessageTooLarge"
+    assert isinstance(small, Rejection) and small.error_class == "MessageTooLarge"
 
 
 def test_several_problems_are_counted_in_the_reason():
     result = validate_recommendation(encode({"event_id": "", "user_id": 1, "item_id": "i"}))
-    assert isinstance(result, Invalid)
+    assert isinstance(result, Rejection)
     assert result.field == "event_id" and "(and 1 more problem)" in result.reason
 
 
@@ -209,9 +210,9 @@ def test_field_path_formats_nested_locations():
 def test_dead_letter_keeps_original_and_reason():
     raw = with_(score="high")
     invalid = validate_recommendation(raw)
-    assert isinstance(invalid, Invalid)
+    assert isinstance(invalid, Rejection)
     source = SourceRef(topic="recommendations", partition=2, offset=41)
-    letter = dead_letter_for(raw, invalid, worker_id="w-1", source=source, attempts=3)
+    letter = dead_letter(raw, invalid, worker_id="w-1", source=source, attempts=3)
     assert letter.original == raw.decode()
     assert letter.original_base64 is None
     assert (letter.error_class, letter.field) == ("WrongType", "score")
@@ -224,8 +225,8 @@ def test_dead_letter_keeps_original_and_reason():
 def test_dead_letter_of_non_utf8_bytes_is_lossless():
     raw = b'{"event_id": "\xff"}'
     invalid = validate_recommendation(raw)
-    assert isinstance(invalid, Invalid)
-    letter = dead_letter_for(raw, invalid, worker_id="w-1")
+    assert isinstance(invalid, Rejection)
+    letter = dead_letter(raw, invalid, worker_id="w-1")
     assert base64.b64decode(letter.original_base64) == raw
     assert "\\xff" in letter.original
 
@@ -233,7 +234,38 @@ def test_dead_letter_of_non_utf8_bytes_is_lossless():
 def test_dead_letter_of_oversized_message_keeps_only_the_reference():
     raw = b"x" * 300_000
     invalid = validate_recommendation(raw)
-    assert isinstance(invalid, Invalid)
+    assert isinstance(invalid, Rejection)
     source = SourceRef(topic="recommendations", partition=0, offset=7)
-    letter = dead_letter_for(raw, invalid, worker_id="w-1", source=source)
+    letter = dead_letter(raw, invalid, worker_id="w-1", source=source)
     assert letter.original is None and letter.source == source
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (b'{"event_id": "e1", "user_id": "\\ud800", "item_id": "i"}', "user_id"),
+        (b'{"event_id": "e1", "user_id": "u", "item_id": "i", "style": "a\\udfffb"}', "style"),
+        (b'{"event_id": "e1", "user_id": "u", "item_id": "i", "history": '
+         b'[{"item_id": "ok"}, {"item_id": "x\\ud83c"}]}', "history[1].item_id"),
+    ],
+)  # fmt: skip
+def test_lone_surrogate_escape_is_a_listed_class_with_a_true_reason(raw: bytes, field: str):
+    result = validate_recommendation(raw)
+    assert isinstance(result, Rejection)
+    assert result.error_class == "InvalidUnicode" and result.error_class in ERROR_CLASSES
+    assert result.field == field
+    assert f"field '{field}' holds a lone UTF-16 surrogate escape" in result.reason
+    assert "hex escape" not in result.reason
+    letter = dead_letter(raw, result, worker_id="w")  # the original bytes survive as text
+    assert letter.original == raw.decode() and letter.error_class == "InvalidUnicode"
+
+
+def test_a_surrogate_pair_is_valid_unicode():
+    raw = b'{"event_id": "e1", "user_id": "\\ud83c\\udfb8", "item_id": "i"}'
+    event = validate_recommendation(raw)
+    assert isinstance(event, RecommendationEvent) and event.user_id == "\U0001f3b8"
+
+
+def test_every_bad_case_class_is_listed():
+    for _raw, error_class, *_ in BAD_CASES.values():
+        assert error_class in ERROR_CLASSES

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -313,3 +314,129 @@ def _get(worker: WorkerProcess, path: str) -> int:
             return r.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+@pytest.mark.parametrize("membership", ["dynamic", "static"])
+def test_sigkilled_workers_partitions_are_consumed_again_within_seconds(
+    kafka_bootstrap, worker_data, tmp_path, membership
+) -> None:
+    """Two workers under a steady load; one is SIGKILLed. Dynamic: it stays dead and the
+    survivor takes its partitions once the session (default 8 s) expires. Static: it is
+    restarted at once with the same worker id and takes them back as soon as it rejoins
+    (the session timeout bounds it either way). Measured: seconds from the kill until every
+    partition it owned commits past its offset at the kill; nothing lost."""
+    from recx_worker.config import WorkerSettings
+
+    data, index = worker_data
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, f"recover-{membership}", partitions=4)
+    session_ms = WorkerSettings.model_fields["session_timeout_ms"].default
+    env = worker_env(
+        kafka_bootstrap,
+        topics,
+        data,
+        index,
+        max_batch=16,
+        session_timeout_ms=session_ms,  # the defaults, not the suite's faster ones
+        heartbeat_interval_ms=WorkerSettings.model_fields["heartbeat_interval_ms"].default,
+        static_membership=membership == "static",
+    )
+    workers = [WorkerProcess(env, tmp_path / f"w{i}.log", f"w-rec{i}").start() for i in range(2)]
+    pool = make_events(EVENTS * 10, users, items)
+    published: list[str] = []
+    stop_publishing = threading.Event()
+
+    def publish_steadily() -> None:
+        """~100 events/s, until the recovery was measured (or the pool is used up)."""
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
+        try:
+            for key, value, event_id in pool:
+                if stop_publishing.is_set():
+                    break
+                producer.send(topics.input, value=value, key=key)
+                published.append(event_id)
+                time.sleep(0.01)
+            producer.flush()
+        finally:
+            producer.close()
+
+    publisher = threading.Thread(target=publish_steadily, daemon=True)
+    try:
+        for w in workers:
+            w.wait_assigned()
+        wait_for(lambda: _stable(workers, 4), 60, "a stable assignment")
+        publisher.start()
+        wait_for(lambda: output_count(kafka_bootstrap, topics.output) >= 100, 60, "a steady flow")
+        victim = workers[1]
+        owned = {int(p.split("[")[1].rstrip("]"))
+                 for p in victim.events_named("partitions_assigned")[-1]["partitions"]}  # fmt: skip
+        assert owned, "the victim owned no partition"
+        killed = time.monotonic()
+        victim.kill()
+        at_kill = committed_offsets(kafka_bootstrap, topics.group)  # a dead worker commits no more
+        if membership == "static":
+            victim.start()
+
+        def moved_on() -> bool:
+            now = committed_offsets(kafka_bootstrap, topics.group)
+            return all(now.get(p, -1) > at_kill.get(p, -1) for p in owned)
+
+        wait_for(moved_on, 60, "the victim's partitions consumed again", interval_s=0.1)
+        recovery_s = time.monotonic() - killed
+        time.sleep(1)
+        stop_publishing.set()
+        publisher.join(60)
+        events = [(None, None, event_id) for event_id in published]
+        wait_for(
+            lambda: len(explained_ids(kafka_bootstrap, topics.output)) >= len(events),
+            180,
+            "every event explained",
+            interval_s=2,
+        )
+        ids = explained_ids(kafka_bootstrap, topics.output)
+        missing = {e for _, _, e in events} - set(ids)
+        duplicates = sum(ids.values()) - len(ids)
+        print(
+            f"\nrecovery ({membership}, session {session_ms} ms): partitions {sorted(owned)} "
+            f"consumed again {recovery_s:.1f} s after SIGKILL; {len(events)} events, "
+            f"lost={len(missing)}, duplicates={duplicates}"
+        )
+        assert not missing
+        assert recovery_s <= 10.0
+        if membership == "static":
+            assert victim.alive() and victim.events_named("partitions_assigned")
+    finally:
+        stop_publishing.set()
+        stop_all(workers)
+
+
+def test_a_clean_exit_hands_partitions_over_at_once(kafka_bootstrap, worker_data, tmp_path):
+    """SIGTERM: the worker leaves the group (static members by instance id), so the survivor
+    gets its partitions in about a second, not after the session timeout."""
+    data, index = worker_data
+    topics = Topics.fresh(kafka_bootstrap, "leave", partitions=2)
+    env = worker_env(kafka_bootstrap, topics, data, index, session_timeout_ms=30_000,
+                     static_membership=True)  # fmt: skip
+    workers = [WorkerProcess(env, tmp_path / f"w{i}.log", f"w-leave{i}").start() for i in range(2)]
+    try:
+        for w in workers:
+            w.wait_assigned()
+        wait_for(lambda: _stable(workers, 2), 60, "a stable assignment")
+        assert _get(workers[0], "/readyz") == 200
+        started = time.monotonic()
+        workers[1].signal(signal.SIGTERM)
+
+        def survivor_owns_both() -> bool:
+            assigned = workers[0].events_named("partitions_assigned")
+            return len(assigned[-1]["partitions"]) == 2
+
+        wait_for(survivor_owns_both, 25, "the survivor to own both partitions", interval_s=0.1)
+        handover_s = time.monotonic() - started
+        assert workers[1].proc is not None and workers[1].proc.wait(30) == 0
+        assert workers[1].events_named("left_group")
+        print(f"\nclean exit (static member, session 30 s): hand-over in {handover_s:.1f} s")
+        assert handover_s < 10
+    finally:
+        stop_all(workers)

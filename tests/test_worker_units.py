@@ -210,7 +210,7 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path: Path, monke
 
 def test_kafka_python_checksums_record_batches_in_c():
     """Without the ``crc32c`` package kafka-python computes CRC-32C in pure Python, a quarter
-    of the worker's CPU in a profile (README, "Worker throughput and latency")."""
+    of the worker's CPU in a profile (docs/results.md, "Worker throughput and latency")."""
     from kafka.record import util
 
     assert util.crc32c_c is not None
@@ -237,3 +237,32 @@ def test_sigterm_lets_a_command_clean_up_its_children(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode != 0 and b"KeyboardInterrupt" in done.stderr
     assert marker.read_text() == "stopped children"
+
+
+def test_declined_and_crashed_stages_are_distinct_in_events_and_metrics(settings) -> None:
+    from recx_worker.plugins import load_plugin_modules
+    from recx_worker.prepared import PreparedData
+
+    load_plugin_modules(["worker_test_plugins"])
+    chained = settings.model_copy(deep=True)
+    chained.chain.explainers = ["always-declines", "always-fails", "template"]
+    metrics = WorkerMetrics()
+    pipe = Pipeline.from_settings(chained, metrics)
+    pipe.warm_up()
+    try:
+        prepared = PreparedData(settings.paths.data_dir)
+        item = sorted(prepared.item_profiles)[0]
+        value = json.dumps({"event_id": "d1", "user_id": "u", "item_id": item}).encode()
+        (out,) = pipe.process([record(value, 0)])
+    finally:
+        pipe.close()
+    skipped = json.loads(out.value)["skipped"]
+    assert [(s["explainer"], s["reason"]) for s in skipped] == [
+        ("always-declines", "declined"),
+        ("always-fails", "error"),
+    ]
+    assert skipped[0]["detail"] == "NotConfident: declines every request"
+    assert skipped[1]["detail"] == "RuntimeError: explainer backend unavailable"
+    fallbacks = metrics.fallbacks
+    assert fallbacks.labels("always-declines", "declined")._value.get() == 1
+    assert fallbacks.labels("always-fails", "error")._value.get() == 1

@@ -23,6 +23,8 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from recx_worker.config import settings_env
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 PYTHON = sys.executable
@@ -202,40 +204,31 @@ def worker_env(
     bootstrap: str, topics: Topics, data: Path, index: Path, **worker: Any
 ) -> dict[str, str]:
     """Environment for a ``recx worker`` process (settings travel as RECX_* variables)."""
+    sections: dict[str, dict[str, Any]] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "input_topic": topics.input,
+            "output_topic": topics.output,
+            "dlq_topic": topics.dlq,
+            "group_id": topics.group,
+        },
+        "paths": {"data_dir": data, "index_dir": index},
+        "chain": {"explainers": ["template"]},
+        "worker": {
+            "metrics_port": 0,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 1000,
+            "max_wait_ms": 20,
+            "lag_interval_s": 0.5,
+        },
+    }
+    for key, value in worker.items():  # "kafka__x" / "chain__x", else a worker setting
+        section, _, name = key.rpartition("__")
+        sections.setdefault(section or "worker", {})[name] = value
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECX_")}
-    env.update(
-        {
-            "RECX_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "RECX_KAFKA__INPUT_TOPIC": topics.input,
-            "RECX_KAFKA__OUTPUT_TOPIC": topics.output,
-            "RECX_KAFKA__DLQ_TOPIC": topics.dlq,
-            "RECX_KAFKA__GROUP_ID": topics.group,
-            "RECX_PATHS__DATA_DIR": str(data),
-            "RECX_PATHS__INDEX_DIR": str(index),
-            "RECX_CHAIN__EXPLAINERS": '["template"]',
-            "RECX_WORKER__METRICS_PORT": "0",
-            "RECX_WORKER__SESSION_TIMEOUT_MS": "6000",
-            "RECX_WORKER__HEARTBEAT_INTERVAL_MS": "1000",
-            "RECX_WORKER__MAX_WAIT_MS": "20",
-            "RECX_WORKER__LAG_INTERVAL_S": "0.5",
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(ROOT)]),
-        }
-    )
-    for key, value in worker.items():
-        if key.startswith("kafka__") or key.startswith("chain__"):
-            env[f"RECX_{key.upper()}"] = _env_value(value)
-        else:
-            env[f"RECX_WORKER__{key.upper()}"] = _env_value(value)
-    return env
-
-
-def _env_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), str(ROOT)])
+    return env | settings_env(sections)
 
 
 class WorkerProcess:

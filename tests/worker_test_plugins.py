@@ -4,6 +4,7 @@
 - ``slow-template``: the real template explainer after sleeping ``seconds`` per batch
   (an explainer slower than ``max.poll.interval.ms``).
 - ``always-fails``: raises for every batch, so no explainer answers (dead letters).
+- ``always-declines``: returns an ``ExplainFailure`` for every request (a deliberate no).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from typing import Any, ClassVar
 
 from recx_worker.default_plugins.template import TemplateExplainer
-from recx_worker.explainer import BaseExplainer, ExplainRequest, Outcome
+from recx_worker.explainer import BaseExplainer, ExplainFailure, ExplainRequest, Outcome
 from recx_worker.hookspecs import hookimpl
 
 
@@ -37,6 +38,14 @@ class AlwaysFailsExplainer(BaseExplainer):
         raise RuntimeError("explainer backend unavailable")
 
 
+class AlwaysDeclinesExplainer(BaseExplainer):
+    name: ClassVar[str] = "always-declines"
+    version: ClassVar[str] = "test"
+
+    def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
+        return [ExplainFailure("NotConfident", "declines every request") for _ in requests]
+
+
 @hookimpl
 def recx_explainers() -> list[type]:
-    return [SlowTemplateExplainer, AlwaysFailsExplainer]
+    return [SlowTemplateExplainer, AlwaysFailsExplainer, AlwaysDeclinesExplainer]

@@ -8,6 +8,8 @@ from typing import Any
 
 from recx_worker.lm.prompting import lm_input
 from recx_worker.prepared import ExplanationRecord, PreparedData
+from recx_worker.sentiment import NEGATIVE_THRESHOLD
+from training.targets import drop_negative
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +40,14 @@ def build_examples(
     split: str,
     limit: int | None = None,
     seed: int = 0,
+    negative_threshold: float | None = NEGATIVE_THRESHOLD,
 ) -> list[Example]:
-    """Up to ``limit`` examples of ``split`` (a seeded random sample when limited)."""
-    records = data.split(split)
+    """Up to ``limit`` examples of ``split`` (a seeded random sample when limited).
+
+    Records whose explanation reads as negative (VADER compound <= ``negative_threshold``) are
+    no targets (``training.targets``); ``negative_threshold=None`` keeps them.
+    """
+    records = drop_negative(data.split(split), negative_threshold).kept
     if limit is not None and limit < len(records):
         records = random.Random(seed).sample(records, limit)
     examples = []

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The decoding sweep behind the lora explainer's defaults (README, Results):
+# The decoding sweep behind the lora explainer's defaults (docs/results.md):
 #   deploy/experiments/decoding-sweep.sh ADAPTER_DIR LIMIT NAME...   e.g. ... adapters/smollm2-musical-v2 150 g1 b2 b4 b4c4 g1none
 # Each NAME.toml.in here is a [chain.options.lora] variant; every run scores lora and template on
 # the first LIMIT records of the valid split and prints their headline rows.

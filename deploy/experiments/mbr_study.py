@@ -24,6 +24,7 @@ def dump(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from recx_worker.config import load_settings
+    from recx_worker.explainer import ExplainerContext
     from recx_worker.plugins import create_explainer
     from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
@@ -33,17 +34,17 @@ def dump(args: argparse.Namespace) -> None:
     data = PreparedData(args.data)
     records = data.split(args.split)[: args.limit]
     store = EvidenceStore.open(args.data)
-    records, requests, _ = build_requests(records, store, settings.chain.max_words)
+    records, requests, _ = build_requests(records, store, settings.chain)
+    context = ExplainerContext.from_settings(settings, store)
     lora = create_explainer(
         "lora",
-        settings=settings,
-        store=store,
+        context,
         adapter_dir=args.adapter,
         num_beams=args.beams,
         candidates=args.beams,
         threads=args.threads,
     )
-    template = create_explainer("template", settings=settings, store=store)
+    template = create_explainer("template", context)
     profiles = data.item_profiles
     started = time.perf_counter()
     with open(args.out, "w", encoding="utf-8") as out:

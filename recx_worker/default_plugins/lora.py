@@ -1,6 +1,6 @@
 """The built-in ``lora`` explainer: the base LM with a fine-tuned LoRA adapter merged in.
 
-The adapter directory (``paths.adapter_dir``, or the ``adapter_dir`` option) holds
+The adapter directory (``ExplainerContext.paths.adapter_dir``, or the ``adapter_dir`` option) holds
 ``adapter_config.json``, ``adapter_model.safetensors`` and ``manifest.json`` as written by
 ``recx train lora``; a missing or incomplete adapter fails ``warm_up`` with a clear message,
 so the chain marks the stage unavailable and falls back.
@@ -19,7 +19,6 @@ from recx_worker.lm.device import DeviceChoice
 from recx_worker.lm.explainers import LMExplainer
 from recx_worker.lm.prompting import focus_feature, lm_input
 
-DEFAULT_ADAPTER = Path("adapters/smollm2-musical-v2")
 LEAD_CHOICES = ("focus", "item", "none")
 
 
@@ -42,10 +41,7 @@ class LoraExplainer(LMExplainer):
         options.setdefault("candidates", options["num_beams"])
         super().__init__(**options)
         self.base_override = base
-        settings = options.get("settings")
-        if adapter_dir is None:
-            adapter_dir = settings.paths.adapter_dir if settings is not None else DEFAULT_ADAPTER
-        self.adapter_dir = Path(adapter_dir)
+        self.adapter_dir = Path(adapter_dir or self.context.paths.adapter_dir)
         if lead_feature not in LEAD_CHOICES:
             raise ValueError(f"lead_feature must be one of {', '.join(LEAD_CHOICES)}")
         self.lead_feature = lead_feature

@@ -55,30 +55,28 @@ class PromptExplainer(LMExplainer):
         """Short training (feature, explanation) pairs per item, for few-shot examples."""
         from recx_worker.prepared import PreparedData
 
-        if self.settings is None:
-            return {}
         by_item: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for record in PreparedData(self.settings.paths.data_dir).split("train"):
+        for record in PreparedData(self.context.paths.data_dir).split("train"):
             if len(record.explanation.split()) <= FEW_SHOT_MAX_WORDS:
                 by_item[record.item_id].append((record.feature, record.explanation.strip()))
         return dict(by_item)
 
     def examples(self, request: ExplainRequest) -> list[FewShot]:
         """Up to ``few_shot`` examples from the items nearest to the request's item."""
-        if self.few_shot <= 0 or self.store is None:
+        source = self.context.evidence
+        if self.few_shot <= 0 or source is None:
             return []
         try:
-            neighbours = self.store.neighbours(request.item_id, k=self.few_shot * 3)
+            neighbours = source.neighbours(request.item_id, k=self.few_shot * 3)
         except LookupError:
             return []
         shots: list[FewShot] = []
-        for neighbour in neighbours:
-            item_id = neighbour[0] if isinstance(neighbour, tuple | list) else neighbour
+        for item_id, _similarity in neighbours:
             pairs = self._train_by_item.get(item_id)
             if not pairs:
                 continue
             feature, explanation = pairs[0]
-            evidence = self.store.evidence("", item_id, history=None, k=0)
+            evidence = source.evidence("", item_id, history=None, k=0)
             shots.append(
                 FewShot(Evidence(item_features=evidence.item_features), feature, explanation)
             )

@@ -20,10 +20,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from recx_worker.devtools.benchio import percentile
 
 CPU_BATCH_SIZES = [1, 8, 32]
 GPU_BATCH_SIZES = [1, 8, 32, 64, 128, 256]
@@ -79,17 +81,6 @@ def gflop_per_request(
         return 0.0
     decoded = new_tokens * rows
     return 2 * (parameters["body"] * (prompt_tokens + decoded) + parameters["head"] * decoded) / 1e9
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (``q`` in [0, 100]) of ``values``."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 class PeakMemory:
@@ -284,8 +275,13 @@ def run_generate_bench(
     from recx_worker.config import load_settings
     from recx_worker.devtools.benchio import report
     from recx_worker.enrich import enrich
-    from recx_worker.explainer import ExplainRequest
-    from recx_worker.plugins import UnknownExplainerError, create_explainer
+    from recx_worker.explainer import ExplainerContext, ExplainRequest
+    from recx_worker.lm.explainers import LMExplainer
+    from recx_worker.plugins import (
+        UnknownExplainerError,
+        create_explainer,
+        registered_explainers,
+    )
     from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
     from training.evaluation.runner import record_event
@@ -312,11 +308,19 @@ def run_generate_bench(
         "matmul_gflops": matmul,
         "explainers": {},
     }
+    registered = registered_explainers()
     for name in names:
+        if name not in registered:
+            raise BenchInputError(f"unknown explainer {name!r}")
+        if not issubclass(registered[name].cls, LMExplainer):
+            raise BenchInputError(
+                f"explainer {name!r} is not a language-model explainer (it has no engine)"
+            )
         for engine in engines or ENGINES:
             options = settings.chain.options.get(name, {}) | {"engine": engine, "threads": threads}
             try:
-                explainer = create_explainer(name, settings=settings, store=store, **options)
+                context = ExplainerContext.from_settings(settings, store)
+                explainer = create_explainer(name, context, **options)
                 explainer.warm_up()
             except UnknownExplainerError as exc:
                 raise BenchInputError(str(exc)) from None

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from recx_worker.devtools.benchio import percentile
+
 
 def rss_bytes() -> int:
     """Resident set size of this process (Linux /proc; 0 where unavailable)."""
@@ -184,8 +186,8 @@ def run_evidence_bench(store, n_calls: int = 20_000, k: int = 3) -> tuple[list[d
             "calls": n_calls,
             "calls_per_s": round(n_calls / total, 1),
             "calls_per_cpu_s": round(n_calls / cpu, 1),
-            "p50_us": round(float(np.percentile(latencies, 50)) * 1e6, 1),
-            "p99_us": round(float(np.percentile(latencies, 99)) * 1e6, 1),
+            "p50_us": round(percentile(latencies, 50) * 1e6, 1),
+            "p99_us": round(percentile(latencies, 99) * 1e6, 1),
         }
     ]
     return rows, {"k": k, "pairs": len(pairs), "items": len(store.data.item_profiles)}

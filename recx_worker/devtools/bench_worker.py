@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
+from recx_worker.devtools.benchio import percentile
 from recx_worker.signals import interrupt_on_sigterm
 
 MODES = ("worker", "ceiling")
@@ -140,8 +141,8 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
             "events_per_s": round(throughput, 1),
             "latency_rate_per_s": round(rate, 1),
             "latency_events": k,
-            "p50_ms": _pct(lat, 50),
-            "p99_ms": _pct(lat, 99),
+            "p50_ms": round(percentile(lat, 50), 1),
+            "p99_ms": round(percentile(lat, 99), 1),
         }
     finally:
         for proc in procs:
@@ -153,30 +154,28 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
                 proc.kill()
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    index = min(round(q / 100 * (len(values) - 1)), len(values) - 1)
-    return round(float(values[index]), 1)
-
-
 def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) -> Any:
+    from recx_worker.config import settings_env
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECX_")}
-    env.update(
+    env["OMP_NUM_THREADS"] = "1"
+    env |= settings_env(
         {
-            "RECX_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "RECX_KAFKA__INPUT_TOPIC": topics["input"],
-            "RECX_KAFKA__OUTPUT_TOPIC": topics["output"],
-            "RECX_KAFKA__DLQ_TOPIC": topics["dlq"],
-            "RECX_KAFKA__GROUP_ID": f"{run}-group",
-            "RECX_PATHS__DATA_DIR": str(kw["data"]),
-            "RECX_PATHS__INDEX_DIR": str(kw["index"]),
-            "RECX_CHAIN__EXPLAINERS": json.dumps(kw["chain"].split(",")),
-            "RECX_WORKER__WORKER_ID": f"bench-{i}",
-            "RECX_WORKER__METRICS_PORT": "-1",
-            "RECX_WORKER__MAX_BATCH": str(kw["max_batch"]),
-            "RECX_WORKER__LOG_LEVEL": "WARNING",
-            "OMP_NUM_THREADS": "1",
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "input_topic": topics["input"],
+                "output_topic": topics["output"],
+                "dlq_topic": topics["dlq"],
+                "group_id": f"{run}-group",
+            },
+            "paths": {"data_dir": kw["data"], "index_dir": kw["index"]},
+            "chain": {"explainers": kw["chain"].split(",")},
+            "worker": {
+                "worker_id": f"bench-{i}",
+                "metrics_port": -1,
+                "max_batch": kw["max_batch"],
+                "log_level": "WARNING",
+            },
         }
     )
     if mode == "worker":

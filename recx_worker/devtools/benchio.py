@@ -1,14 +1,24 @@
-"""One output style for every ``recx bench``: a table on the terminal and a JSON file."""
+"""One output style for every ``recx bench``: a table on the terminal and a JSON file, and the
+one ``percentile`` every benchmark and the demo report latencies with."""
 
 from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, linearly interpolated between the two
+    nearest ranks (numpy's default); NaN for no values."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
 def hardware() -> dict[str, Any]:
@@ -26,10 +36,16 @@ def hardware() -> dict[str, Any]:
 
 
 def report(
-    name: str, rows: list[dict[str, Any]], out: Path | None = None, **meta: Any
+    name: str,
+    rows: list[dict[str, Any]],
+    out: Path | None = None,
+    *,
+    title: str | None = None,
+    **meta: Any,
 ) -> dict[str, Any]:
-    """Print ``rows`` as a table titled ``name``; write them (plus ``meta``) as JSON to ``out``."""
-    table = Table(title=f"recx bench {name}")
+    """Print ``rows`` as a table titled ``title`` (default ``recx bench NAME``); write them
+    (plus ``meta``) as JSON to ``out``."""
+    table = Table(title=title or f"recx bench {name}")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     for col in columns:
         table.add_column(col, justify="right")

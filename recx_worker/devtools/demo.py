@@ -35,20 +35,21 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings
+from recx_worker.config import DEFAULT_RAW_DATA, Settings, load_settings, settings_env
+from recx_worker.devtools.benchio import percentile
 from recx_worker.events import (
     DeadLetter,
     ExplanationEvent,
-    HistoryEntry,
     RecommendationEvent,
     utc_now,
 )
 from recx_worker.signals import interrupt_on_sigterm
+from recx_worker.topics import ensure_topics
 
 DEMO_DIR = Path("var/demo")
 REVIEWS_FILE = "reviews_Musical_Instruments_5.json.gz"
 FEATURES_FILE = "features.txt"
-# The public source files (see README "Data") and their checksums.
+# The public source files (see docs/data.md) and their checksums.
 RAW_SHA256 = {
     REVIEWS_FILE: "03f9cc27ae13a454cb4ea6cb620fb10546cc1194ef921441d1c5f34addff2748",
     FEATURES_FILE: "3e00e8c050b485fe4cb8ab3b2fed93fdbfa0ceaa98053e383501f2cd76719249",
@@ -79,7 +80,7 @@ def verify_raw_data(raw_dir: Path) -> None:
         path = raw_dir / name
         if not path.exists():
             raise DemoError(
-                f"{path} is missing: download it as described in README 'Data' "
+                f"{path} is missing: download it as described in docs/data.md "
                 "(Amazon 2014 5-core Musical Instruments, McAuley lab)"
             )
         actual = sha256_file(path)
@@ -148,9 +149,9 @@ class Malformed:
 
 def build_events(data_dir: Path, n: int, seed: int = 0) -> list[RecommendationEvent]:
     """``n`` events from distinct held-out TEST (user, item) pairs, each with the user's TRAIN
-    history (most recent first). Pairs whose item has no TRAIN profile are left out: the
+    history (its most recent items). Pairs whose item has no TRAIN profile are left out: the
     worker has no evidence for them."""
-    from recx_worker.prepared import PreparedData
+    from recx_worker.prepared import PreparedData, recommendation_event
 
     data = PreparedData(data_dir)
     profiles, histories = data.item_profiles, data.user_histories
@@ -163,25 +164,18 @@ def build_events(data_dir: Path, n: int, seed: int = 0) -> list[RecommendationEv
     random.Random(seed).shuffle(chosen)
     if len(chosen) < n:
         raise DemoError(f"only {len(chosen)} usable test interactions, asked for {n} events")
-    events = []
-    for index, (user_id, item_id) in enumerate(chosen[:n]):
-        record = pairs[(user_id, item_id)]
-        items = sorted(histories[user_id].items, key=lambda h: h.timestamp or 0, reverse=True)
-        history = [
-            HistoryEntry(item_id=h.item_id, rating=h.rating) for h in items if h.item_id != item_id
-        ][:HISTORY_LIMIT]
-        events.append(
-            RecommendationEvent(
-                event_id=f"demo-{index:04d}-{uuid.uuid4().hex[:8]}",
-                user_id=user_id,
-                item_id=item_id,
-                history=history,
-                score=round(record.rating / 5, 3),
-                rank=index % 10,
-                source_model="demo-heldout-test",
-            )
+    return [
+        recommendation_event(
+            pairs[pair],
+            histories,
+            history=HISTORY_LIMIT,
+            event_id=f"demo-{index:04d}-{uuid.uuid4().hex[:8]}",
+            score=round(pairs[pair].rating / 5, 3),
+            rank=index % 10,
+            source_model="demo-heldout-test",
         )
-    return events
+        for index, pair in enumerate(chosen[:n])
+    ]
 
 
 def malformed_events(valid: RecommendationEvent) -> list[Malformed]:
@@ -235,23 +229,6 @@ def local_kafka(data_dir: Path, keep: bool) -> Iterator[str]:
         else:
             kafka.stop()
             console.print("kafka: stopped")
-
-
-def create_topics(settings: Settings, partitions: int) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    kafka = settings.kafka
-    admin = KafkaAdminClient(**kafka.client_config(), client_id="recx-demo-admin")
-    try:
-        admin.create_topics(
-            [
-                NewTopic(kafka.input_topic, partitions, 1),
-                NewTopic(kafka.output_topic, partitions, 1),
-                NewTopic(kafka.dlq_topic, 1, 1),
-            ]
-        )
-    finally:
-        admin.close()
 
 
 @dataclass
@@ -332,7 +309,6 @@ class Workers:
 # an expired deadline hands the batch to the next stage.
 DEMO_MAX_BATCH = 16
 DEMO_LM_OPTIONS = {"batch_size": DEMO_MAX_BATCH, "threads": 1, "max_new_tokens": 32}
-DEMO_DEADLINE_MS = {"lora": 120_000, "prompt": 120_000, "template": 1_000}
 
 
 def describe_adapter(adapter_dir: Path) -> None:
@@ -353,28 +329,24 @@ def describe_adapter(adapter_dir: Path) -> None:
 def worker_env(settings: Settings, chain: list[str]) -> dict[str, str]:
     """The environment of a demo worker: this run's Kafka, topics, data, chain and batching."""
     kafka, paths = settings.kafka, settings.paths
-    explicit = settings.chain.model_fields_set  # set by RECX_* / config: those win
     options = {name: DEMO_LM_OPTIONS for name in ("lora", "prompt")} | settings.chain.options
-    deadlines = settings.chain.deadline_ms if "deadline_ms" in explicit else DEMO_DEADLINE_MS
+    deadlines = settings.chain.deadline_ms  # the defaults in config.py, or as configured
     env = dict(os.environ)
+    env.setdefault("RECX_WORKER__MAX_BATCH", str(DEMO_MAX_BATCH))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update({"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
+    topics = ("bootstrap_servers", "input_topic", "output_topic", "dlq_topic", "group_id")
     env.update(
-        {
-            "RECX_WORKER__MAX_BATCH": env.get("RECX_WORKER__MAX_BATCH", str(DEMO_MAX_BATCH)),
-            "RECX_CHAIN__OPTIONS": json.dumps(options),
-            "RECX_CHAIN__DEADLINE_MS": json.dumps(deadlines),
-            "RECX_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "RECX_KAFKA__INPUT_TOPIC": kafka.input_topic,
-            "RECX_KAFKA__OUTPUT_TOPIC": kafka.output_topic,
-            "RECX_KAFKA__DLQ_TOPIC": kafka.dlq_topic,
-            "RECX_KAFKA__GROUP_ID": kafka.group_id,
-            "RECX_CHAIN__EXPLAINERS": json.dumps(chain),
-            "RECX_PATHS__DATA_DIR": str(paths.data_dir.resolve()),
-            "RECX_PATHS__INDEX_DIR": str(paths.index_dir.resolve()),
-            "RECX_PATHS__ADAPTER_DIR": str(paths.adapter_dir.resolve()),
-            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1",
-        }
+        settings_env(
+            {
+                "chain": {"options": options, "deadline_ms": deadlines, "explainers": chain},
+                "kafka": {key: getattr(kafka, key) for key in topics},
+                "paths": {
+                    key: getattr(paths, key).resolve()
+                    for key in ("data_dir", "index_dir", "adapter_dir")
+                },
+            }
+        )
     )
     return env
 
@@ -567,12 +539,6 @@ def match_dead_letters(
     return rows
 
 
-def percentile(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
 def summarize(
     events: list[RecommendationEvent],
     malformed: list[Malformed],
@@ -688,12 +654,11 @@ def run_demo(
         else:
             bootstrap = stack.enter_context(local_kafka(demo_dir / "kafka", keep_kafka))
             kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        kafka = kafka.model_copy(update={"partitions": partitions, "replication_factor": 1})
         settings = settings.model_copy(update={"kafka": kafka})
-        create_topics(settings, partitions)
-        console.print(
-            f"topics: {kafka.input_topic} ({partitions} partitions), {kafka.output_topic}, "
-            f"{kafka.dlq_topic}; group {kafka.group_id}"
-        )
+        for topic in ensure_topics(kafka):  # what `recx topics create` does
+            console.print(f"topics: {topic.describe()}")
+        console.print(f"group: {kafka.group_id}")
         pool = Workers()
         stack.callback(pool.stop)
         console.print(f"[bold]workers[/bold]: starting {workers} with chain {' -> '.join(chain)}")

@@ -12,12 +12,8 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
-from recx_worker.events import HistoryEntry, RecommendationEvent
-from recx_worker.prepared import PreparedData
-
-
-def _when(timestamp: int | None) -> datetime | None:
-    return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None
+from recx_worker.events import RecommendationEvent
+from recx_worker.prepared import PreparedData, recommendation_event, utc
 
 
 def events_from_split(
@@ -34,25 +30,15 @@ def events_from_split(
         lap = 0
         while True:
             for rank, record in enumerate(records):
-                user = histories.get(record.user_id)
-                past = [h for h in (user.items if user else []) if h.item_id != record.item_id]
-                past.sort(key=lambda h: h.timestamp or 0)
-                yield RecommendationEvent(
+                yield recommendation_event(
+                    record,
+                    histories,
+                    history=history,
                     event_id=record.record_id if lap == 0 else f"{record.record_id}~{lap}",
-                    user_id=record.user_id,
-                    item_id=record.item_id,
-                    history=[
-                        HistoryEntry(
-                            item_id=h.item_id, rating=h.rating, timestamp=_when(h.timestamp)
-                        )
-                        for h in past[-history:]
-                    ]
-                    if history
-                    else [],
                     score=round(1.0 / (1 + rank % 10), 4),
                     rank=rank % 10,
                     source_model=f"split:{split}",
-                    timestamp=_when(record.timestamp) or datetime.now(UTC),
+                    timestamp=utc(record.timestamp) or datetime.now(UTC),
                 )
             lap += 1
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from recx_worker.explainer import (
     BaseExplainer,
+    ExplainerContext,
     ExplainFailure,
     ExplainRequest,
     Explanation,
@@ -39,8 +40,7 @@ class LMExplainer(BaseExplainer):
     def __init__(
         self,
         *,
-        settings: Any = None,
-        store: Any = None,
+        context: ExplainerContext | None = None,
         base: str = "smollm2",
         device: str = "auto",
         dtype: str = "auto",
@@ -59,9 +59,7 @@ class LMExplainer(BaseExplainer):
         quantization: str = "int8",
         **options: Any,
     ) -> None:
-        super().__init__(**options)
-        self.settings = settings
-        self.store = store
+        super().__init__(context=context, **options)
         self.base = base
         self.device_request = (device, dtype)
         self.batch_size = batch_size
@@ -80,9 +78,7 @@ class LMExplainer(BaseExplainer):
             seed=seed,
             candidates=candidates,
         )
-        if model_cache is None and settings is not None:
-            model_cache = settings.paths.model_cache
-        self.model_cache = Path(model_cache).expanduser() if model_cache else None
+        self.model_cache = Path(model_cache or self.context.paths.model_cache).expanduser()
         self.generator: Any = None  # Generator (torch) or Ct2Generator
         self.tokenizer: Any = None
         self.model_name: str | None = None
@@ -138,9 +134,8 @@ class LMExplainer(BaseExplainer):
             self.generator = Generator(model, tokenizer, self.generation)
         self.tokenizer = self.generator.tokenizer
         self._ready(self.tokenizer)
-        lexicon = getattr(self.store, "lexicon", None)
-        if self.grounded_decoding and lexicon is not None:
-            self._feature_bans = FeatureBans(lexicon, self.tokenizer)
+        if self.grounded_decoding and self.context.lexicon is not None:
+            self._feature_bans = FeatureBans(self.context.lexicon, self.tokenizer)
 
     def bans(self, requests: list[ExplainRequest]) -> list[Sequences] | None:
         """Per request, the token sequences of features its evidence does not support
@@ -185,7 +180,8 @@ class LMExplainer(BaseExplainer):
         for texts, error in self.candidate_texts(requests):
             if not texts:
                 assert error is not None
-                outcomes.append(ExplainFailure.from_exception(error))
+                # Unusable output is a deliberate "no answer" (declined), not a crash.
+                outcomes.append(ExplainFailure(type(error).__name__, str(error)))
                 continue
             outcomes.append(
                 Explanation(

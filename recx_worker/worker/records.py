@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from kafka import TopicPartition
 
-from recx_worker.events import DeadLetter
+from recx_worker.events import SourceRef
+from recx_worker.validation import Rejection, dead_letter
 
 # Provenance headers of every dead letter (Spring Kafka's conventions, recx prefix).
 H_ORIGINAL_TOPIC = "recx-dlt-original-topic"
@@ -47,7 +48,7 @@ class InRecord:
         return None
 
     @classmethod
-    def from_consumer(cls, record) -> InRecord:
+    def from_consumer(cls, record: Any) -> InRecord:
         return cls(
             topic=record.topic,
             partition=record.partition,
@@ -73,8 +74,18 @@ class OutRecord:
     event_id: str | None = None
 
 
-def dead_letter_record(topic: str, letter: DeadLetter, source: InRecord) -> OutRecord:
-    """The dead-letter topic record for ``source``: DeadLetter JSON body + provenance headers."""
+def dead_letter_record(
+    topic: str, source: InRecord, rejection: Rejection, *, worker_id: str
+) -> OutRecord:
+    """The dead-letter topic record for ``source``: the ``DeadLetter`` JSON body (original bytes,
+    reason, provenance, attempts) and Spring-style provenance headers."""
+    letter = dead_letter(
+        source.value,
+        rejection,
+        worker_id=worker_id,
+        source=SourceRef(topic=source.topic, partition=source.partition, offset=source.offset),
+        attempts=previous_attempts(source) + 1,
+    )
     headers = [
         (H_ORIGINAL_TOPIC, source.topic.encode()),
         (H_ORIGINAL_PARTITION, str(source.partition).encode()),

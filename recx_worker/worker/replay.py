@@ -56,8 +56,8 @@ class ReplayStats:
     republished: int = 0
     unreadable: int = 0  # not a DeadLetter JSON body
     no_original: int = 0  # the original was too large to keep
-    by_error_class: Counter = field(default_factory=Counter)
-    targets: Counter = field(default_factory=Counter)
+    by_error_class: Counter[str] = field(default_factory=Counter)
+    targets: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {

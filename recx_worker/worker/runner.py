@@ -12,6 +12,11 @@ Threads:
   assigned partition is then re-positioned at the group's committed offset (kafka-python
   keeps the old position of a partition assigned again, which could skip the abandoned
   events). In exactly-once mode that waits until an abandoned transaction is resolved.
+
+The worker is handed its parts: the Kafka clients (``KafkaClients``, or fakes in tests), the
+pipeline factory and the metrics; flow control (``FlowControl``) and lag (``LagMeter``) are
+small objects of their own. ``/readyz`` is true once the explainers are warm and the group has
+given this worker its (first) assignment.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from recx_worker.metrics import Heartbeat, MetricsServer, WorkerMetrics
 from recx_worker.worker.checkpoint import Batch, Checkpoint, FatalDeliveryError
+from recx_worker.worker.clients import KafkaClients
+from recx_worker.worker.flow import FlowControl
+from recx_worker.worker.lag import LagMeter
 from recx_worker.worker.records import InRecord, OutRecord, dead_letter_record
 
 if TYPE_CHECKING:
@@ -50,15 +58,20 @@ class Worker:
         self,
         settings: Settings,
         *,
+        clients: KafkaClients | None = None,
         pipeline_factory: Callable[[Settings, WorkerMetrics], Pipeline] | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.worker
         self.metrics = metrics or WorkerMetrics()
+        self.clients = clients or KafkaClients(settings)
         self._pipeline_factory = pipeline_factory
+        self.flow = FlowControl(self.cfg.max_buffered)
+        self.lag = LagMeter(self.metrics, settings.kafka.input_topic, self.cfg.lag_interval_s)
         self._stop = threading.Event()
-        self._ready = False
+        self._warm = False
+        self._joined = False  # the group gave this worker an assignment
         self._heartbeat = Heartbeat(max_age_s=60.0)
         self._lock = threading.RLock()  # buffer/epoch/in-flight, shared with the IO thread
         self._buffer: collections.deque[tuple[float, InRecord]] = collections.deque()
@@ -68,7 +81,7 @@ class Worker:
         self._reposition_retry_at = 0.0
         self._inflight: Batch | None = None
         self._busy: Batch | None = None  # the batch the processing thread is running
-        self._work: collections.deque[Batch] = collections.deque()
+        self._work: collections.deque[Batch | None] = collections.deque()  # None: stop
         self._work_ready = threading.Condition()
         self._stop_deadline: float | None = None
         self.metrics_port: int | None = None
@@ -76,6 +89,12 @@ class Worker:
         self.producer: Any = None
         self.checkpoint: Checkpoint | None = None
         self.pipeline: Pipeline | None = None
+
+    @property
+    def _checkpoint(self) -> Checkpoint:
+        """The running worker's checkpoint (set up by ``run``)."""
+        assert self.checkpoint is not None, "the worker is not running"
+        return self.checkpoint
 
     # -- public ------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -87,7 +106,9 @@ class Worker:
             signal.signal(sig, lambda signum, _frame: self._on_signal(signum))
 
     def ready(self) -> bool:
-        return self._ready and not self._stop.is_set()
+        """Explainers warm and partitions assigned (an empty assignment counts: the group has
+        more members than partitions), and not shutting down."""
+        return self._warm and self._joined and not self._stop.is_set()
 
     def run(self) -> int:
         """Run until stopped; returns the process exit code."""
@@ -110,30 +131,32 @@ class Worker:
 
     # -- setup -------------------------------------------------------------------------
     def _run(self) -> int:
+        from recx_worker.plugins import load_plugin_modules
         from recx_worker.worker.pipeline import Pipeline
-        from recx_worker.worker.plugins_extra import load_plugin_modules
 
         load_plugin_modules(self.cfg.plugin_modules)
         factory = self._pipeline_factory or Pipeline.from_settings
         self.pipeline = factory(self.settings, self.metrics)
         self.pipeline.warm_up()
+        if (batcher := getattr(getattr(self.pipeline, "chain", None), "batcher", None)) is not None:
+            self.metrics.watch_batcher(batcher)
+        self._warm = True
         kafka = self.settings.kafka
-        self.producer = self._make_producer()
-        self.consumer = self._make_consumer()
+        self.producer = self.clients.producer()
+        self.consumer = self.clients.consumer()
         self.checkpoint = Checkpoint(
             self.producer, self.consumer, self.cfg, self.metrics, exactly_once=kafka.exactly_once
         )
         self.consumer.subscribe([kafka.input_topic], listener=_Listener(self))
         processor = threading.Thread(target=self._process_loop, name="recx-process", daemon=True)
         processor.start()
-        self._ready = True
-        self.metrics.ready.set(1)
         log.info(
             "worker_started",
             worker_id=self.cfg.worker_id,
             group_id=kafka.group_id,
             input_topic=kafka.input_topic,
             exactly_once=kafka.exactly_once,
+            static_membership=self.cfg.static_membership,
         )
         code = EXIT_OK
         try:
@@ -142,73 +165,35 @@ class Worker:
             log.error("worker_fatal", error=str(exc))
             code = EXIT_FATAL
         finally:
-            self._ready = False
+            self._warm = False
             self.metrics.ready.set(0)
             self._shutdown(fatal=code != EXIT_OK)
         return code
 
-    def _make_producer(self) -> Any:
-        kafka, cfg = self.settings.kafka, self.cfg
-        options: dict[str, Any] = {
-            **kafka.client_config(),
-            "client_id": f"recx-{cfg.worker_id}",
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": cfg.linger_ms,
-            **cfg.producer_options,
-        }
-        if kafka.exactly_once:
-            options["transactional_id"] = f"recx-{kafka.group_id}-{cfg.worker_id}"
-            options["transaction_timeout_ms"] = cfg.transaction_timeout_ms
-        producer = KafkaProducer(**options)
-        if kafka.exactly_once:
-            producer.init_transactions()  # fences a previous instance with the same id
-        return producer
-
-    def _make_consumer(self) -> Any:
-        kafka, cfg = self.settings.kafka, self.cfg
-        return KafkaConsumer(
-            **{
-                **kafka.client_config(),
-                "client_id": f"recx-{cfg.worker_id}",
-                "group_id": kafka.group_id,
-                "enable_auto_commit": False,
-                "auto_offset_reset": cfg.auto_offset_reset,
-                "isolation_level": "read_committed",
-                "max_poll_records": cfg.max_poll_records,
-                "max_poll_interval_ms": cfg.max_poll_interval_ms,
-                "session_timeout_ms": cfg.session_timeout_ms,
-                "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
-                **cfg.consumer_options,
-            }
-        )
-
     # -- polling thread ----------------------------------------------------------------
     def _poll_loop(self) -> None:
-        cfg = self.cfg
-        next_lag = 0.0
         commit_retry_at = 0.0
         while not self._stop.is_set():
             self._heartbeat.beat()
             busy = self._inflight is not None or bool(self._buffer)
-            room = max(cfg.max_buffered - len(self._buffer), 1)
+            room = self.flow.room(len(self._buffer))
             polled = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=room)
             self._take(polled)
             self._reposition_assigned()
             self._finish_batch()
             now = time.monotonic()
-            if now >= commit_retry_at and not self.checkpoint.commit():
+            if now >= commit_retry_at and not self._checkpoint.commit():
                 commit_retry_at = now + 1.0
             self._maybe_start_batch()
-            self._flow_control()
-            if now >= next_lag:
-                self._update_lag()
-                next_lag = now + cfg.lag_interval_s
+            self.flow.apply(self.consumer, len(self._buffer), self._reposition)
+            self.lag.maybe_measure(
+                self.consumer, self._checkpoint.tracker.last_committed, self._reposition
+            )
             inflight = self._inflight
             if inflight is not None:
                 inflight.finished.wait(0.005)
 
-    def _take(self, polled: dict) -> None:
+    def _take(self, polled: dict[TopicPartition, list[Any]]) -> None:
         if not polled:
             return
         now = time.monotonic()
@@ -217,10 +202,10 @@ class Worker:
                 if tp not in self._owned or tp in self._reposition:
                     continue  # fetched from a position that is about to be reset
                 batch = [InRecord.from_consumer(r) for r in records]
-                self.checkpoint.consumed(batch)
+                self._checkpoint.consumed(batch)
                 self._buffer.extend((now, r) for r in batch)
                 self.metrics.events_in.labels(tp.topic).inc(len(batch))
-            self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+            self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
 
     def _maybe_start_batch(self) -> None:
         cfg = self.cfg
@@ -271,7 +256,7 @@ class Worker:
 
     def _completed(self, batch: Batch) -> None:
         """Account for a delivered batch (caller holds the lock)."""
-        self.checkpoint.completed(batch)
+        self._checkpoint.completed(batch)
         for out in batch.outputs:
             if out.kind == "explanation":
                 self.metrics.events_out.labels(out.label).inc()
@@ -280,50 +265,7 @@ class Worker:
             if out.source.timestamp_ms is not None:
                 latency = batch.acked_at - out.source.timestamp_ms / 1000
                 self.metrics.end_to_end.observe(max(latency, 0.0))
-        self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
-
-    def _flow_control(self) -> None:
-        """Pause every partition while the buffer is full, and partitions waiting to be
-        re-positioned; resume the rest."""
-        assigned = self.consumer.assignment()
-        if not assigned:
-            return
-        full = len(self._buffer) >= self.cfg.max_buffered
-        want = set(assigned) if full else self._reposition & assigned
-        paused = self.consumer.paused()
-        if to_pause := want - paused:
-            self.consumer.pause(*to_pause)
-        if to_resume := (paused & assigned) - want:
-            self.consumer.resume(*to_resume)
-
-    def _update_lag(self) -> None:
-        """Lag per assigned partition: end offset - position, and end offset - committed
-        (as this worker last committed or found it; never a blocking offset fetch)."""
-        assigned = sorted(self.consumer.assignment())
-        self.metrics.assigned.set(len(assigned))
-        if not assigned:
-            self.metrics.set_lag(self.settings.kafka.input_topic, [])
-            return
-        try:
-            ends = self.consumer.end_offsets(assigned, timeout_ms=2000)
-        except KafkaError as exc:
-            log.warning("lag_unavailable", error=f"{type(exc).__name__}: {exc}")
-            return
-        tracker = self.checkpoint.tracker
-        rows = [
-            (tp.partition, ends[tp], self._position(tp), tracker.last_committed(tp))
-            for tp in assigned
-            if tp in ends and tp not in self._reposition
-        ]
-        self.metrics.set_lag(self.settings.kafka.input_topic, rows)
-
-    def _position(self, tp: TopicPartition) -> int | None:
-        """The next offset this worker will hand to the pipeline (fetched-but-buffered count
-        as consumed, so lag is what the broker holds beyond what this worker has taken)."""
-        try:
-            return self.consumer.position(tp, timeout_ms=1000)
-        except KafkaError:
-            return None
+        self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
 
     # -- rebalance (kafka-python IO thread: local work only, nothing that blocks) ------
     def revoked(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
@@ -340,15 +282,15 @@ class Worker:
                     inflight.abandoned.set()
                 self._inflight = None
             self._epoch += 1
-            offsets = {}
+            offsets: dict[TopicPartition, int] = {}
             if not lost and not self.settings.kafka.exactly_once:
-                offsets = self.checkpoint.tracker.to_commit(partitions)
+                offsets = self._checkpoint.tracker.to_commit(partitions)
             self._buffer = collections.deque(
                 (t, r) for t, r in self._buffer if r.tp not in partitions
             )
-            self.checkpoint.tracker.forget(partitions)
+            self._checkpoint.tracker.forget(partitions)
             self._owned -= set(partitions)
-            self.metrics.in_flight.set(self.checkpoint.tracker.outstanding())
+            self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
         if offsets:
             self.consumer.commit_async(
                 {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
@@ -368,6 +310,8 @@ class Worker:
         with self._lock:
             self._owned |= set(partitions)
             self._reposition |= set(partitions)
+        self._joined = True
+        self.metrics.ready.set(1 if self.ready() else 0)
         log.info("partitions_assigned", partitions=_names(partitions))
 
     def _reposition_assigned(self) -> None:
@@ -404,8 +348,8 @@ class Worker:
                 self.consumer.seek_to_beginning(tp)
         with self._lock:
             self._buffer = collections.deque((t, r) for t, r in self._buffer if r.tp not in todo)
-            self.checkpoint.tracker.forget(todo)
-            self.checkpoint.tracker.mark_committed(
+            self._checkpoint.tracker.forget(todo)
+            self._checkpoint.tracker.mark_committed(
                 {tp: o for tp, o in committed.items() if o is not None}
             )
             self._reposition -= todo
@@ -417,7 +361,7 @@ class Worker:
                 while not self._work:
                     self._work_ready.wait()
                 batch = self._work.popleft()
-            if batch is None:  # type: ignore[comparison-overlap]
+            if batch is None:
                 return
             self._busy = batch
             try:
@@ -435,7 +379,7 @@ class Worker:
         if batch.abandoned.is_set():
             return
         t0 = time.perf_counter()
-        self.checkpoint.deliver(batch)
+        self._checkpoint.deliver(batch)
         self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t0)
 
     def _outputs(self, records: list[InRecord]) -> list[OutRecord]:
@@ -450,8 +394,7 @@ class Worker:
             return [out for r in records for out in self._outputs([r])]
 
     def _crash_letter(self, record: InRecord, exc: Exception) -> OutRecord:
-        from recx_worker.events import SourceRef
-        from recx_worker.validation import make_dead_letter
+        from recx_worker.validation import Rejection
 
         log.error(
             "processing_error",
@@ -459,14 +402,10 @@ class Worker:
             offset=record.offset,
             error=f"{type(exc).__name__}: {exc}",
         )
-        letter = make_dead_letter(
-            record.value,
-            error_class="ProcessingError",
-            reason=f"{type(exc).__name__}: {exc}"[:1000],
-            worker_id=self.cfg.worker_id,
-            source=SourceRef(topic=record.topic, partition=record.partition, offset=record.offset),
+        rejection = Rejection("ProcessingError", f"{type(exc).__name__}: {exc}"[:1000])
+        return dead_letter_record(
+            self.settings.kafka.dlq_topic, record, rejection, worker_id=self.cfg.worker_id
         )
-        return dead_letter_record(self.settings.kafka.dlq_topic, letter, record)
 
     # -- shutdown ----------------------------------------------------------------------
     def _on_signal(self, signum: int) -> None:
@@ -488,7 +427,7 @@ class Worker:
                     self._finish_batch_quietly()
                 else:
                     wait = max(deadline - time.monotonic() - 1, 0)
-                    if self.checkpoint.abandon(inflight, wait) and inflight.epoch == self._epoch:
+                    if self._checkpoint.abandon(inflight, wait) and inflight.epoch == self._epoch:
                         self._completed(inflight)  # its transaction committed meanwhile
                     else:
                         log.warning("shutdown_abandoned_batch", events=len(inflight.records))
@@ -497,13 +436,15 @@ class Worker:
             self.checkpoint.commit()
         remaining = max(deadline - time.monotonic(), 0.5)
         with self._work_ready:
-            self._work.append(None)  # type: ignore[arg-type]
+            self._work.append(None)
             self._work_ready.notify()
         if self.consumer is not None:
-            try:
+            try:  # a dynamic member sends LeaveGroup here: its partitions move at once
                 self.consumer.close(autocommit=False, timeout_ms=int(remaining * 500))
             except Exception as exc:  # closing must not hide the exit
                 log.warning("consumer_close_failed", error=str(exc))
+            if not fatal:
+                self.clients.leave_group(timeout_s=min(remaining / 2, 5.0))
         if self.producer is not None:
             try:
                 self.producer.close(timeout=max(deadline - time.monotonic(), 0.5))
@@ -520,7 +461,7 @@ class Worker:
             self._inflight = None
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Forwards kafka-python's rebalance callbacks (run on its IO thread) to the worker."""
 
     def __init__(self, worker: Worker) -> None:

@@ -48,8 +48,9 @@ def eval_command(
     compare: list[str] = typer.Option(
         [],
         "--compare",
-        help="Paired bootstrap of system A minus system B, given as A:B (raw outputs; BLEU-4 "
-        "and ROUGE-L F, 95% interval, P(A>B)); repeatable, e.g. --compare lora:template.",
+        help="Paired bootstrap of system A minus system B, given as A:B (raw outputs; BLEU-1, "
+        "BLEU-4, ROUGE-L F, MiniLM similarity, negative share; 95% interval, P(A>B)); "
+        "repeatable, e.g. --compare lora:template.",
     ),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=1, help="Resamples per --compare pair."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -59,7 +60,8 @@ def eval_command(
         help=r"TOML settings file (explainer options under \[chain.options.NAME]).",
     ),
 ) -> None:
-    """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding; tables + plots."""
+    """Score explainers on a split: BLEU, ROUGE, USR, FMR, FCR, DIV, grounding, MiniLM
+    similarity, distinct-1/2, duplicates, negative share, personalisation; tables + plots."""
     from training.evaluation.evaluate import EvalConfig, EvalInputError, command_line, run_eval
 
     cfg = EvalConfig(

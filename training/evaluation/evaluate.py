@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from recx_worker.config import ChainSettings
 from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
 from recx_worker.prepared import ExplanationRecord, PreparedData
 from training.evaluation import plots
@@ -96,10 +97,13 @@ def compare_systems(
     raw_texts: dict[str, list[str]],
     resamples: int,
     seed: int,
+    ctx: ScoringContext | None = None,
 ) -> list[dict]:
-    """Paired bootstrap of A - B on the raw outputs, headline protocol (15-word references)."""
+    """Paired bootstrap of A - B on the raw outputs, headline protocol (15-word references);
+    with ``ctx``, the per-record metrics beyond n-grams (``ScoringContext.per_record``) too."""
     refs = [tokenize(r.explanation)[:PETER_REFERENCE_WORDS] for r in records]
     tokens: dict[str, list[list[str]]] = {}
+    extra: dict[str, dict[str, list[float]]] = {}
     out = []
     for a, b in pairs:
         if a not in raw_texts or b not in raw_texts:
@@ -108,8 +112,12 @@ def compare_systems(
         for name in (a, b):
             if name not in tokens:
                 tokens[name] = [tokenize(t) for t in raw_texts[name]]
+                extra[name] = ctx.per_record(raw_texts[name]) if ctx is not None else {}
+        per_record = {k: (extra[a][k], extra[b][k]) for k in extra[a]}
         start = time.perf_counter()
-        result = paired_bootstrap(refs, tokens[a], tokens[b], n_resamples=resamples, seed=seed)
+        result = paired_bootstrap(
+            refs, tokens[a], tokens[b], n_resamples=resamples, seed=seed, per_record=per_record
+        )
         seconds = time.perf_counter() - start
         log.info("paired_bootstrap", a=a, b=b, resamples=resamples, seconds=round(seconds, 3))
         out.append({"a": a, "b": b, "mode": "raw", **result, "seconds": seconds})
@@ -162,15 +170,16 @@ def read_external(
 
 
 def build_requests(
-    records: list[ExplanationRecord], store: Any, max_words: int
+    records: list[ExplanationRecord], store: Any, chain: ChainSettings
 ) -> tuple[list[ExplanationRecord], list[ExplainRequest], int]:
     """The explain request of each record whose item is known (its own review never
-    evidence), those records, and how many were skipped as unknown."""
-    from recx_worker.enrich import enrich
+    evidence), those records, and how many were skipped as unknown (the explain core's
+    enrich step, as the worker runs it)."""
+    from recx_worker.core import prepare
 
     kept_records, requests = [], []
     for record, req in zip(
-        records, enrich([record_event(r) for r in records], store, max_words), strict=True
+        records, prepare([record_event(r) for r in records], store, chain), strict=True
     ):
         if isinstance(req, ExplainRequest):
             kept_records.append(record)
@@ -212,6 +221,7 @@ def _score_delivered(ctx: ScoringContext, delivered, *, first_stage: str) -> dic
 def run_eval(cfg: EvalConfig) -> dict:
     """Run everything ``cfg`` asks for and write the report into ``cfg.out``."""
     from recx_worker.config import load_settings
+    from recx_worker.explainer import ExplainerContext
     from recx_worker.guard import Guard
     from recx_worker.plugins import UnknownExplainerError, create_explainer
     from recx_worker.retrieval.evidence import EvidenceStore
@@ -234,10 +244,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.index_dir is not None:
         settings.paths.index_dir = cfg.index_dir
     store = EvidenceStore.open(cfg.data_dir, cfg.index_dir)
-    records, requests, unknown = build_requests(records, store, settings.chain.max_words)
+    records, requests, unknown = build_requests(records, store, settings.chain)
     if not requests:
         raise EvalInputError("no record of the split could be enriched (unknown items)")
-    guard = Guard.with_plugins(data.lexicon)
+    guard = Guard.with_plugins(data.lexicon, settings)
 
     runs: dict[str, RawRun] = {}
     unavailable: dict[str, str] = {}
@@ -246,7 +256,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     for name in names:
         try:
             options = settings.chain.options.get(name, {})
-            explainer = create_explainer(name, settings=settings, store=store, **options)
+            context = ExplainerContext.from_settings(settings, store)
+            explainer = create_explainer(name, context, **options)
             explainer.warm_up()
         except UnknownExplainerError as exc:
             raise EvalInputError(str(exc)) from None
@@ -330,7 +341,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     if pairs:
         raw_texts = {name: modes["raw"] for name, modes in texts.items() if "raw" in modes}
         doc["comparisons"] = compare_systems(
-            pairs, records, raw_texts, cfg.bootstrap, cfg.bootstrap_seed
+            pairs, records, raw_texts, cfg.bootstrap, cfg.bootstrap_seed, ctx
         )
     _write(cfg, doc, ctx, records, texts, stages)
     return doc

@@ -36,6 +36,23 @@ FULL_COLUMNS = [
     ("rouge_l_f", "R-L F", 2),
 ]
 
+BEYOND_COLUMNS = [
+    ("semantic_similarity", "MiniLM sim", 3),
+    ("distinct_1", "Dist-1", 3),
+    ("distinct_2", "Dist-2", 3),
+    ("duplicate_share", "Dup", 3),
+    ("negative_share", "Neg", 3),
+    ("personalisation", "Pers", 3),
+]
+# (key in a comparison, column title, digits)
+COMPARISON_COLUMNS = [
+    ("bleu_1", "BLEU-1", 2),
+    ("bleu_4", "BLEU-4", 2),
+    ("rouge_l_f", "R-L F", 2),
+    ("semantic_similarity", "MiniLM sim", 3),
+    ("negative_share", "Neg", 3),
+]
+
 
 def _cell(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -73,6 +90,18 @@ def markdown_tables(doc: dict) -> str:
     lines += _table(results, HEADLINE_COLUMNS, lambda m: m)
     lines += ["", "## Full references (no truncation)", ""]
     lines += _table(results, FULL_COLUMNS, lambda m: m["full_reference"])
+    lines += ["", "## Beyond n-grams", ""]
+    lines += [
+        "MiniLM sim: cosine of all-MiniLM-L6-v2 embeddings of output and full reference (mean; "
+        "empty output 0). Dist-1/2: distinct uni-/bigrams over all uni-/bigrams. Dup: share of "
+        "outputs another output repeats exactly. Neg: share of negative outputs (VADER compound "
+        "<= -0.05). Pers: over items with two or more scored records, the share of record pairs "
+        "(different users) with different outputs, averaged over items"
+        + _pers_basis(results)
+        + ".",
+        "",
+    ]
+    lines += _table(results, BEYOND_COLUMNS, lambda m: m)
     if doc.get("comparisons"):
         lines += ["", "## Paired bootstrap (A − B, 95% interval)", ""]
         lines += _comparisons(doc["comparisons"], words)
@@ -104,18 +133,29 @@ def _comparisons(comparisons: list[dict], words: int) -> list[str]:
         f"resampled with replacement {first['resamples']} times (seed {first['seed']}), A and B "
         "scored on the same draws: A − B on all records [2.5th, 97.5th percentile of the "
         "resampled differences], P(A>B) = share of draws where A scores higher; an interval "
-        "containing 0 means no significant difference.",
+        "containing 0 means no significant difference. MiniLM sim and Neg (share of negative "
+        "outputs, lower is better) are per-record means resampled on the same draws.",
         "",
-        "| A | B | BLEU-4 A − B [95%] | P(A>B) | R-L F A − B [95%] | P(A>B) |",
-        "|---|---|---:|---:|---:|---:|",
     ]
+    columns = [col for col in COMPARISON_COLUMNS if col[0] in first]
+    head = " | ".join(f"{title} A − B [95%] | P(A>B)" for _, title, _ in columns)
+    out += [f"| A | B | {head} |", "|---|---|" + "---:|---:|" * len(columns)]
     for c in comparisons:
         cells = []
-        for key in ("bleu_4", "rouge_l_f"):
+        for key, _, d in columns:
             m = c[key]
-            cells += [f"{m['diff']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}]", f"{m['a_wins']:.3f}"]
+            interval = f"{m['diff']:+.{d}f} [{m['low']:+.{d}f}, {m['high']:+.{d}f}]"
+            cells += [interval, f"{m['a_wins']:.3f}"]
         out.append(f"| {c['a']} | {c['b']} | " + " | ".join(cells) + " |")
     return out
+
+
+def _pers_basis(results: dict) -> str:
+    for _, _, m in _rows(results):
+        if m.get("personalisation_items"):
+            items, pairs = int(m["personalisation_items"]), int(m["personalisation_pairs"])
+            return f" ({items} items, {pairs} pairs)"
+    return ""
 
 
 def _table(results, columns, pick) -> list[str]:

@@ -1,8 +1,9 @@
 """Runs explainers over a split: raw outputs, then what the chain would deliver to users.
 
 "raw" is each explainer's own text (a failure counts as an empty text). "delivered" replays
-those raw outcomes through the real ``ExplainerChain`` (guard, then fallback to the template
-explainer), so it is exactly what a user would see, without generating twice.
+those raw outcomes through the explain core's chain step (``recx_worker.core.explain``: the
+guard, then fallback to the template explainer), the same code the worker and ``recx explain``
+run, so it is exactly what a user would see, without generating twice.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any, ClassVar
 
 from tqdm import tqdm
 
-from recx_worker.chain import ChainFailure, ChainResult, ExplainerChain
+from recx_worker.chain import ChainResult, ExplainerChain
+from recx_worker.core import explain
 from recx_worker.events import RecommendationEvent
 from recx_worker.explainer import Explainer, ExplainFailure, ExplainRequest, Explanation, Outcome
 from recx_worker.guard import Guard
-from recx_worker.prepared import ExplanationRecord
+from recx_worker.prepared import ExplanationRecord, recommendation_event
 
 FALLBACK = "template"
 NO_ANSWER = "none"
@@ -29,9 +31,7 @@ _REPLAY_DEADLINE_S = 3600.0
 
 def record_event(record: ExplanationRecord) -> RecommendationEvent:
     """The recommendation event a test record stands for (its own review is never evidence)."""
-    return RecommendationEvent(
-        event_id=record.record_id, user_id=record.user_id, item_id=record.item_id
-    )
+    return recommendation_event(record)
 
 
 @dataclass(slots=True)
@@ -148,7 +148,7 @@ def deliver(
     chain = ExplainerChain(stages, guard)
     try:
         chain.warm_up(strict=True)
-        results = chain.explain(list(requests))
+        results = explain(chain, requests)
     finally:
         chain.close()
     texts, names, reasons = [], [], {}
@@ -160,10 +160,9 @@ def deliver(
             key = first.reason if first.reason != "guard_rejected" else _reason_kind(first.detail)
             reasons[key] = reasons.get(key, 0) + 1
         if isinstance(result, ChainResult):
-            texts.append(result.text)
-            names.append(result.explainer)
+            texts.append(result.event.text)
+            names.append(result.event.explainer)
         else:
-            assert isinstance(result, ChainFailure)
             texts.append("")
             names.append(NO_ANSWER)
     return Delivered(texts, names, rejected, dict(sorted(reasons.items(), key=lambda kv: -kv[1])))

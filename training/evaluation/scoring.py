@@ -1,21 +1,34 @@
-"""Scores one system's outputs on a split: literature metrics plus grounding and chain shares."""
+"""Scores one system's outputs on a split: literature metrics, what n-grams miss (meaning,
+variety, personalisation, sentiment), grounding and chain shares."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from recx_worker.features import Lexicon, words
 from recx_worker.prepared import ExplanationRecord, PreparedData
+from recx_worker.sentiment import is_negative
+from training.evaluation.diversity import distinct_n, duplicate_share, personalisation
 from training.evaluation.metrics import FeatureMatcher, score
-from training.evaluation.text import PETER_REFERENCE_WORDS
+from training.evaluation.semantic import SemanticSimilarity
+from training.evaluation.text import PETER_REFERENCE_WORDS, tokenize
 
 TEXT_KEYS = (
     "bleu_1", "bleu_4",
     "rouge_1_p", "rouge_1_r", "rouge_1_f",
     "rouge_2_p", "rouge_2_r", "rouge_2_f",
     "rouge_l_p", "rouge_l_r", "rouge_l_f",
+)  # fmt: skip
+#: Metrics beyond n-grams, in every result (means over records unless said otherwise).
+BEYOND_KEYS = (
+    "semantic_similarity",  # MiniLM cosine to the full reference
+    "distinct_1", "distinct_2",  # distinct n-grams / n-grams, over all outputs
+    "duplicate_share",  # outputs some other output repeats exactly
+    "negative_share",  # VADER compound <= -0.05
+    "personalisation",  # items with >= 2 records: share of record pairs with different outputs
 )  # fmt: skip
 
 
@@ -39,10 +52,15 @@ class ScoringContext:
     matcher: FeatureMatcher
     denominators: dict[str, int]
     allowed: list[set[str]]
+    semantic: SemanticSimilarity
 
     @classmethod
     def build(
-        cls, data: PreparedData, records: list[ExplanationRecord], evidence_allowed: list[set[str]]
+        cls,
+        data: PreparedData,
+        records: list[ExplanationRecord],
+        evidence_allowed: list[set[str]],
+        embedder: Any = None,
     ) -> ScoringContext:
         """``evidence_allowed[i]``: features the evidence for record i allows (guard's view)."""
         dataset_features = {
@@ -60,11 +78,33 @@ class ScoringContext:
             matcher=FeatureMatcher(data.lexicon.features),
             denominators={"dataset": len(dataset_features), "lexicon": len(data.lexicon)},
             allowed=allowed,
+            semantic=SemanticSimilarity([r.explanation for r in records], embedder),
         )
 
     def grounded(self, texts: Sequence[str]) -> list[bool]:
         """Per text: mentions only features the item has (profile features or evidence)."""
         return [set(self.lexicon.find(t)) <= ok for t, ok in zip(texts, self.allowed, strict=True)]
+
+    def per_record(self, texts: Sequence[str]) -> dict[str, list[float]]:
+        """Per-record metrics that average into a system's score (and are bootstrapped):
+        MiniLM cosine to the full reference, and 1.0 for a negative text (VADER)."""
+        return {
+            "semantic_similarity": self.semantic.per_record(texts),
+            "negative_share": [float(is_negative(t)) for t in texts],
+        }
+
+    def beyond_ngrams(self, texts: Sequence[str]) -> dict[str, float]:
+        """Meaning, variety, personalisation and sentiment of ``texts`` (see ``BEYOND_KEYS``)."""
+        hyps = [tokenize(t) for t in texts]
+        n = len(texts)
+        means = {k: sum(v) / n if n else 0.0 for k, v in self.per_record(texts).items()}
+        return {
+            **means,
+            "distinct_1": distinct_n(hyps, 1),
+            "distinct_2": distinct_n(hyps, 2),
+            "duplicate_share": duplicate_share(hyps),
+            **personalisation([r.item_id for r in self.records], hyps),
+        }
 
 
 def score_outputs(ctx: ScoringContext, outputs: Outputs) -> dict:
@@ -84,6 +124,7 @@ def score_outputs(ctx: ScoringContext, outputs: Outputs) -> dict:
         "grounding_rate": sum(grounded) / n if n else 0.0,
         "failure_rate": outputs.failures / n if n else 0.0,
         "full_reference": {k: full[k] for k in TEXT_KEYS},
+        **ctx.beyond_ngrams(outputs.texts),
     }
     if outputs.guard_rejections is not None:
         result["guard_pass_rate"] = 1 - outputs.guard_rejections / n if n else 0.0

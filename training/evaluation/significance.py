@@ -1,4 +1,5 @@
-"""Paired bootstrap: is system A's BLEU-4 / ROUGE-L F really different from system B's?
+"""Paired bootstrap: is system A's BLEU-1/4, ROUGE-L F (or any per-record mean, such as the
+MiniLM similarity or the share of negative texts) really different from system B's?
 
 Both systems are scored on the same records. Each resample draws ``n`` record indices with
 replacement and scores A and B on that same draw; the spread of A - B over the resamples gives
@@ -41,11 +42,11 @@ class _System:
         self.rouge_l_f = [rouge_l(r, h)[2] for r, h in zip(references, hypotheses, strict=True)]
 
     @staticmethod
-    def bleu(totals: Sequence[int]) -> float:
-        """BLEU-4 x100 from one row of summed counts."""
+    def bleu(totals: Sequence[int], order: int = BLEU_ORDER) -> float:
+        """BLEU-``order`` x100 (``order`` <= 4) from one row of summed counts."""
         t = [int(x) for x in totals]
         k = BLEU_ORDER
-        return bleu_from_counts(t[:k], t[k : 2 * k], ref_len=t[2 * k + 1], hyp_len=t[2 * k])
+        return bleu_from_counts(t[:order], t[k : k + order], ref_len=t[2 * k + 1], hyp_len=t[2 * k])
 
     def observed(self) -> tuple[float, float]:
         """(BLEU-4, ROUGE-L F) x100 on the full set, summed as ``corpus_bleu``/``rouge`` do."""
@@ -81,12 +82,15 @@ def paired_bootstrap(
     hypotheses_b: Sequence[Tokens],
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
+    per_record: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> dict:
-    """A - B on BLEU-4 and ROUGE-L F (x100): observed difference, 95 % percentile interval of
-    the resampled differences (``low``, ``high``) and the share of resamples with A > B.
+    """A - B on BLEU-1, BLEU-4 and ROUGE-L F (x100) and on the mean of each ``per_record``
+    metric: observed difference, 95 % percentile interval of the resampled differences
+    (``low``, ``high``) and the share of resamples with A > B.
 
     ``references`` are token lists (truncated as the headline metrics truncate them);
-    ``hypotheses_a``/``hypotheses_b`` the two systems' token lists in the same record order.
+    ``hypotheses_a``/``hypotheses_b`` the two systems' token lists in the same record order;
+    ``per_record`` maps a metric name to A's and B's per-record values (same order, same draws).
     """
     n = len(references)
     if n == 0:
@@ -94,21 +98,31 @@ def paired_bootstrap(
     if n_resamples < 1:
         raise ValueError("n_resamples must be at least 1")
     a, b = _System(references, hypotheses_a), _System(references, hypotheses_b)
-    bleu_a, rouge_a = a.observed()
-    bleu_b, rouge_b = b.observed()
     counts = np.concatenate([a.counts, b.counts], axis=1)  # (n, 2 * columns), integers
-    # per-record A - B: the mean of the differences is the difference of the means
-    rouge_d = np.array(a.rouge_l_f, dtype=np.float64) - np.array(b.rouge_l_f, dtype=np.float64)
+    # per-record A - B (x scale): the mean of the differences is the difference of the means
+    means = {"rouge_l_f": (100.0 * np.array(a.rouge_l_f) - 100.0 * np.array(b.rouge_l_f))}
+    for name, (values_a, values_b) in (per_record or {}).items():
+        if len(values_a) != n or len(values_b) != n:
+            raise ValueError(f"per-record {name} values do not match the {n} references")
+        means[name] = np.asarray(values_a, dtype=np.float64) - np.asarray(values_b, np.float64)
     width = a.counts.shape[1]
-    bleu_diff, rouge_diff = [], []
+    full_a, full_b = a.counts.sum(axis=0), b.counts.sum(axis=0)
+    observed = {
+        f"bleu_{k}": _System.bleu(full_a, k) - _System.bleu(full_b, k) for k in (1, BLEU_ORDER)
+    }
+    observed |= {name: float(d.sum() / n) for name, d in means.items()}
+    # exactly the ROUGE-L F difference of ``metrics.rouge`` (mean of A minus mean of B)
+    observed["rouge_l_f"] = a.observed()[1] - b.observed()[1]
+    drawn: dict[str, list[np.ndarray]] = {name: [] for name in observed}
     for weights in _weights(np.random.default_rng(seed), n, n_resamples):
         totals = weights @ counts  # exact integer sums per resample
-        bleu_diff += [_System.bleu(row[:width]) - _System.bleu(row[width:]) for row in totals]
-        rouge_diff.append(100.0 * (weights @ rouge_d) / n)
-    return {
-        "n": n,
-        "resamples": n_resamples,
-        "seed": seed,
-        "bleu_4": _summary(bleu_a - bleu_b, np.array(bleu_diff)),
-        "rouge_l_f": _summary(rouge_a - rouge_b, np.concatenate(rouge_diff)),
-    }
+        for k in (1, BLEU_ORDER):
+            drawn[f"bleu_{k}"].append(
+                np.array([_System.bleu(r[:width], k) - _System.bleu(r[width:], k) for r in totals])
+            )
+        for name, d in means.items():
+            drawn[name].append((weights @ d) / n)
+    out: dict = {"n": n, "resamples": n_resamples, "seed": seed}
+    for name, diff in observed.items():
+        out[name] = _summary(diff, np.concatenate(drawn[name]))
+    return out

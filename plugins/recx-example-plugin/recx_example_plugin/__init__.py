@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from recx_worker.explainer import BaseExplainer, ExplainFailure, ExplainRequest, Explanation
+from recx_worker.explainer import (
+    BaseExplainer,
+    ExplainerContext,
+    ExplainFailure,
+    ExplainRequest,
+    Explanation,
+)
 from recx_worker.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -16,13 +22,18 @@ def _join(features: list[str]) -> str:
 
 
 class FeatureListExplainer(BaseExplainer):
-    """Names up to ``max_features`` of the item's real features, user's favourites first."""
+    """Names up to ``max_features`` of the item's real features, user's favourites first.
+
+    recx creates it as ``FeatureListExplainer(context=..., **chain.options["feature-list"])``;
+    ``context`` (an ``ExplainerContext``) holds the declared paths, the lexicon and the
+    evidence source, should an explainer need more than its requests carry.
+    """
 
     name: ClassVar[str] = "feature-list"
     version: ClassVar[str] = __version__
 
-    def __init__(self, max_features: int = 3, **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(self, *, context: ExplainerContext | None = None, max_features: int = 3) -> None:
+        super().__init__(context=context)
         self.max_features = max_features
 
     def explain_batch(self, requests: list[ExplainRequest]) -> list[Explanation | ExplainFailure]:

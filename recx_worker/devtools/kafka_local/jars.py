@@ -18,7 +18,7 @@ from pathlib import Path
 
 from recx_worker.config import CACHE_HOME
 
-REPO_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+REPO_POM = Path(__file__).resolve().parents[3] / "deploy" / "kafka" / "pom.xml"
 MARKER = ".complete"
 EXISTING_CLUSTER_HINT = (
     "To use a Kafka cluster you already run instead, skip `recx kafka up` and set "

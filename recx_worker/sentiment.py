@@ -1,0 +1,73 @@
+"""Sentiment of explanation text, and the guard check that keeps complaints from users.
+
+An explanation of a recommendation says why the user may like the item: positive or balanced,
+never a complaint. Sentiment is VADER's compound score (PyPI ``vaderSentiment``: a rule-based
+lexicon scorer that runs offline in microseconds per sentence), in [-1, 1]. A text counts as
+negative when its compound score is at or below a threshold; the default, -0.05, is the cut
+VADER's authors recommend for "negative". The same definition serves the guard check, the
+share of negative explanations in ``recx eval`` and the filter of training targets.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recx_worker.config import Settings
+    from recx_worker.explainer import ExplainRequest
+
+#: VADER's recommended cut: compound <= -0.05 is negative.
+NEGATIVE_THRESHOLD = -0.05
+
+
+@cache
+def _analyzer() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def compound(text: str) -> float:
+    """VADER's compound sentiment of ``text`` (-1 most negative .. +1 most positive; 0 if empty)."""
+    if not text.strip():
+        return 0.0
+    return float(_analyzer().polarity_scores(text)["compound"])
+
+
+def is_negative(text: str, threshold: float = NEGATIVE_THRESHOLD) -> bool:
+    """Whether ``text`` reads as negative: compound score at or below ``threshold``."""
+    return bool(text.strip()) and compound(text) <= threshold
+
+
+def negative_share(texts: list[str], threshold: float = NEGATIVE_THRESHOLD) -> float:
+    """Share of ``texts`` that are negative (0.0 for no text)."""
+    return sum(is_negative(t, threshold) for t in texts) / len(texts) if texts else 0.0
+
+
+class NegativeSentimentGuard:
+    """Guard check: rejects an explanation that is negative about the recommended item."""
+
+    def __init__(self, threshold: float = NEGATIVE_THRESHOLD) -> None:
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"a VADER threshold lies in [-1, 1], got {threshold}")
+        self.threshold = threshold
+
+    def check(self, request: ExplainRequest, text: str) -> str | None:
+        score = compound(text)
+        if text.strip() and score <= self.threshold:
+            return f"negative sentiment (VADER compound {score:+.2f} <= {self.threshold:+.2f})"
+        return None
+
+
+def sentiment_guards(settings: Settings | None = None) -> list[NegativeSentimentGuard]:
+    """The sentiment check as ``settings.chain`` configures it (on by default; off -> [])."""
+    if settings is None:
+        from recx_worker.config import ChainSettings
+
+        chain = ChainSettings()
+    else:
+        chain = settings.chain
+    if not chain.reject_negative:
+        return []
+    return [NegativeSentimentGuard(chain.negative_threshold)]

@@ -1,0 +1,109 @@
+"""The worker's Kafka clients, built from settings in one place.
+
+``Worker`` asks a ``KafkaClients`` for its consumer and producer instead of building them, so
+tests hand it fakes of the Kafka client (``tests/fake_kafka.py``) and run the rebalance paths
+without a broker.
+
+Recovery (docs/worker.md, "Recovery"): session and heartbeat come from ``worker.*``;
+``worker.static_membership`` gives the consumer a ``group.instance.id`` (``recx-<worker_id>``)
+so a replacement with the same id takes its partitions back at once, without waiting for the
+dead member's session to expire. A static member does not send LeaveGroup when it closes
+(kafka-python, like the Java client, leaves that to the session timeout), so ``leave_group``
+removes it by instance id on a clean exit: partitions move at once then too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from recx_worker.config import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def group_instance_id(settings: Settings) -> str | None:
+    """The consumer's ``group.instance.id``, or None for a dynamic member."""
+    return f"recx-{settings.worker.worker_id}" if settings.worker.static_membership else None
+
+
+class KafkaClients:
+    """Creates the consumer and producer one ``recx worker`` uses (kafka-python)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(**self.consumer_config())
+
+    def consumer_config(self) -> dict[str, Any]:
+        kafka, cfg = self.settings.kafka, self.settings.worker
+        config: dict[str, Any] = {
+            **kafka.client_config(),
+            "client_id": f"recx-{cfg.worker_id}",
+            "group_id": kafka.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": cfg.auto_offset_reset,
+            "isolation_level": "read_committed",
+            "max_poll_records": cfg.max_poll_records,
+            "max_poll_interval_ms": cfg.max_poll_interval_ms,
+            "session_timeout_ms": cfg.session_timeout_ms,
+            "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+        }
+        if (instance := group_instance_id(self.settings)) is not None:
+            config["group_instance_id"] = instance
+        return config | cfg.consumer_options
+
+    def producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        kafka, cfg = self.settings.kafka, self.settings.worker
+        options: dict[str, Any] = {
+            **kafka.client_config(),
+            "client_id": f"recx-{cfg.worker_id}",
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": cfg.linger_ms,
+            **cfg.producer_options,
+        }
+        if kafka.exactly_once:
+            options["transactional_id"] = f"recx-{kafka.group_id}-{cfg.worker_id}"
+            options["transaction_timeout_ms"] = cfg.transaction_timeout_ms
+        producer = KafkaProducer(**options)
+        if kafka.exactly_once:
+            producer.init_transactions()  # fences a previous instance with the same id
+        return producer
+
+    def leave_group(self, timeout_s: float) -> None:
+        """After ``consumer.close()``: a static member leaves by instance id (dynamic members
+        already left in ``close``). Best effort: the session timeout is the fallback."""
+        instance = group_instance_id(self.settings)
+        if instance is None:
+            return
+        from kafka.admin import KafkaAdminClient, MemberToRemove
+        from kafka.errors import KafkaError
+
+        group = self.settings.kafka.group_id
+        try:
+            admin = KafkaAdminClient(
+                **self.settings.kafka.client_config(),
+                client_id=f"recx-{self.settings.worker.worker_id}-leave",
+                request_timeout_ms=max(int(timeout_s * 1000), 1000),
+            )
+        except KafkaError as exc:
+            log.warning("leave_group_failed", group_id=group, error=f"{type(exc).__name__}")
+            return
+        try:
+            results = admin.remove_group_members(
+                group, [MemberToRemove(group_instance_id=instance, reason="recx worker exit")]
+            )
+            errors = {str(k): v.__name__ for k, v in results.items() if v.__name__ != "NoError"}
+            log.info("left_group", group_id=group, group_instance_id=instance, errors=errors)
+        except KafkaError as exc:
+            log.warning("leave_group_failed", group_id=group, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            admin.close()
