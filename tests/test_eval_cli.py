@@ -143,7 +143,7 @@ def tiny_config(tmp_path_factory) -> Path:
     config = root / "recx.toml"
     config.write_text(
         f'[chain.options.prompt]\nbase = "{folder}"\nmax_new_tokens = 8\nfew_shot = 1\n'
-        'device = "cpu"\n',
+        f'device = "cpu"\nmodel_cache = "{root / "cache"}"\n',
         encoding="utf-8",
     )
     return config
@@ -188,16 +188,21 @@ def test_bench_generate_sweeps_batch_sizes(small, tiny_config, tmp_path, monkeyp
     out = tmp_path / "bench.json"
     args = ["bench", "generate", "--data", str(data), "--index", str(index), "--n", "8"]
     args += ["--explainers", "prompt", "--batch-sizes", "1,4", "--out", str(out)]
-    result = runner.invoke(app, [*args, "--config", str(tiny_config)])
+    result = runner.invoke(app, [*args, "--config", str(tiny_config), "--threads", "1"])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "generate" and "hardware" in doc
-    assert doc["explainers"]["prompt"]["device"] == "cpu"
+    assert doc["explainers"]["prompt/torch"]["device"] == "cpu"
+    assert doc["explainers"]["prompt/ct2"]["weights"].startswith("ct2 int8")
+    assert doc["matmul_gflops"] > 0 and doc["threads"] == 1
     rows = doc["rows"]
-    assert [(r["mode"], r["batch"]) for r in rows] == [
-        ("naive generate()", 1), ("batched", 1), ("batched", 4),
+    assert [(r["engine"], r["mode"], r["batch"]) for r in rows] == [
+        ("torch", "naive generate()", 1), ("torch", "batched", 1), ("torch", "batched", 4),
+        ("ct2", "naive generate()", 1), ("ct2", "batched", 1), ("ct2", "batched", 4),
     ]  # fmt: skip
     assert all(r["n"] == 8 and r["expl_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
+    assert all(r["gflop_per_s"] > 0 and r["matmul_share"] > 0 for r in rows)
+    assert rows[0]["vs_torch"] == 1.0 and rows[3]["vs_torch"] > 0
     result = runner.invoke(app, [*args[:-4], "--explainers", "template", "--out", str(out)])
     assert result.exit_code == 2 and "not a language-model explainer" in result.output
 

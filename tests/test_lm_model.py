@@ -87,7 +87,8 @@ def test_injected_review_never_comes_out(name):
     explainer.close()
 
 
-def test_grounded_decoding_keeps_lora_to_the_evidence_features(worker_data):
+@pytest.mark.parametrize("engine", ["torch", "ct2"])
+def test_grounded_decoding_keeps_lora_to_the_evidence_features(worker_data, engine):
     """The shipped adapter with a real evidence store: with grounded decoding every explanation
     names only lexicon terms the request's evidence supports; without it the same requests get
     explanations naming others (so the bans, not luck, keep the first run grounded).
@@ -117,6 +118,7 @@ def test_grounded_decoding_keeps_lora_to_the_evidence_features(worker_data):
             adapter_dir=ADAPTER,
             max_new_tokens=24,
             grounded_decoding=grounded_decoding,
+            engine=engine,
         )
         outcomes = explainer.explain_batch(requests)
         explainer.close()

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from recx_worker.events import Evidence
 from recx_worker.explainer import ExplainRequest
 from recx_worker.hookspecs import hookimpl
-from recx_worker.lm.adapter import load_merged
+from recx_worker.lm.adapter import adapter_identity, load_merged
 from recx_worker.lm.device import DeviceChoice
 from recx_worker.lm.explainers import LMExplainer
 from recx_worker.lm.prompting import focus_feature, lm_input
@@ -55,6 +55,16 @@ class LoraExplainer(LMExplainer):
         self.model_name = resolved.name
         self.adapter_version = str(manifest["version"])
         return model, tokenizer
+
+    def _identity(self) -> tuple[str, dict[str, Any]]:
+        resolved, manifest, checksum = adapter_identity(
+            self.adapter_dir, base=self.base_override, cache_dir=self.model_cache
+        )
+        self.manifest = manifest
+        self.model_name = resolved.name
+        self.adapter_version = str(manifest["version"])
+        name = f"{resolved.name}-lora-{self.adapter_version}"
+        return name, {"base": resolved.checksum, "adapter": checksum}
 
     def answer_prefixes(self, requests: list[ExplainRequest]) -> list[str]:
         """The answer's forced start: "The <feature>" with the feature the shopper cares about

@@ -16,7 +16,7 @@ from recx_worker.explainer import ExplainRequest
 from recx_worker.hookspecs import hookimpl
 from recx_worker.lm.device import DeviceChoice
 from recx_worker.lm.explainers import LMExplainer
-from recx_worker.lm.loading import load_causal_lm
+from recx_worker.lm.loading import load_causal_lm, resolve_base
 from recx_worker.lm.prompting import FewShot, chat_messages
 
 FEW_SHOT_MAX_WORDS = 20
@@ -31,17 +31,24 @@ class PromptExplainer(LMExplainer):
     def __init__(self, *, few_shot: int = 0, **options: Any) -> None:
         super().__init__(**options)
         self.few_shot = few_shot
-        self.tokenizer: Any = None
 
     def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
         model, tokenizer, resolved = load_causal_lm(
             self.base, cache_dir=self.model_cache, device=device
         )
+        self.model_name = resolved.name
+        return model, tokenizer
+
+    def _identity(self) -> tuple[str, dict[str, Any]]:
+        from recx_worker.config import CACHE_HOME
+
+        resolved = resolve_base(self.base, self.model_cache or CACHE_HOME / "models")
+        self.model_name = resolved.name
+        return resolved.name, {"base": resolved.checksum}
+
+    def _ready(self, tokenizer: Any) -> None:
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError(f"base model {self.base!r} has no chat template")
-        self.model_name = resolved.name
-        self.tokenizer = tokenizer
-        return model, tokenizer
 
     @cached_property
     def _train_by_item(self) -> dict[str, list[tuple[str, str]]]:

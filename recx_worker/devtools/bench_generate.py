@@ -1,11 +1,18 @@
-"""``recx bench generate``: batched generation vs one ``generate()`` call per request.
+"""``recx bench generate``: the generation engines side by side, batched vs one at a time.
 
-For each language-model explainer, the same model and the same prompts (built by the
-explainer from test-split requests) are generated once per configuration: the naive baseline
-(``Generator.generate_one_by_one``) and ``Generator.generate`` at each batch size. A request's
-latency is the wall time of the call that produced it (every request of a batch waits for the
-whole batch). Tokens are the generated texts' token counts. Peak memory is the process RSS
-(sampled every 5 ms) on CPU, and ``torch.cuda.max_memory_allocated`` on CUDA.
+For each language-model explainer and each engine (``torch``, the reference, and ``ct2``,
+CTranslate2 int8: ``recx_worker.lm.engine``), the same prompts and grounded-decoding bans
+(built by the explainer from test-split requests) are generated once per configuration: the
+naive baseline (``generate_one_by_one``) and ``generate`` at each batch size, on ``threads``
+CPU threads. A request's latency is the wall time of the call that produced it (every request
+of a batch waits for the whole batch). Tokens are the generated texts' token counts.
+
+Arithmetic: each row's GFLOP/s is an estimate, 2 x weights x tokens processed (prompt tokens
+once, generated tokens once per beam, the output head only for generated tokens; attention
+over the context left out), set against the machine's float32 matmul GFLOP/s measured at the
+start of the same command (``matmul_gflops``). Peak memory is the process RSS (sampled every
+5 ms) on CPU, and ``torch.cuda.max_memory_allocated`` on CUDA; ``vs_torch`` is the row's
+explanations/s over the torch engine's at the same batch size, in the same run.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from typing import Any
 from recx_worker.devtools.benchio import percentile
 
 CPU_BATCH_SIZES = [1, 8, 32]
-GPU_BATCH_SIZES = [1, 8, 32, 64, 128]
+GPU_BATCH_SIZES = [1, 8, 32, 64, 128, 256]
+ENGINES = ["torch", "ct2"]
 
 
 class BenchInputError(ValueError):
@@ -36,6 +44,43 @@ class Subject:
     generator: Any
     prompts: list[str]
     model: str
+    bans: list[Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.generator.engine}"
+
+
+def matmul_gflops(threads: int, size: int = 512, seconds: float = 1.0) -> float:
+    """The machine's float32 matmul GFLOP/s on ``threads`` threads (torch, ``size``-square
+    matrices, best of repeated runs over about ``seconds``)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randn(size, size)
+        b = torch.randn(size, size)
+        best = 0.0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or best == 0.0:
+            t0 = time.perf_counter()
+            for _ in range(4):
+                torch.mm(a, b)
+            best = max(best, 4 * 2 * size**3 / (time.perf_counter() - t0) / 1e9)
+        return best
+    finally:
+        torch.set_num_threads(previous)
+
+
+def gflop_per_request(
+    parameters: dict[str, int], prompt_tokens: float, new_tokens: float, rows: int
+) -> float:
+    """Estimated GFLOP for one request (see the module docstring)."""
+    if not parameters:
+        return 0.0
+    decoded = new_tokens * rows
+    return 2 * (parameters["body"] * (prompt_tokens + decoded) + parameters["head"] * decoded) / 1e9
 
 
 class PeakMemory:
@@ -93,7 +138,10 @@ def _count_tokens(tokenizer: Any, texts: list[str]) -> int:
 
 
 def measure(
-    subject: Subject, calls: list[list[int]], run: Callable[[list[str]], list[str]], device: str
+    subject: Subject,
+    calls: list[list[int]],
+    run: Callable[[list[str], list[Any] | None], list[str]],
+    device: str,
 ) -> dict[str, Any]:
     """Time ``run`` over ``calls`` (lists of prompt indices); one latency per request."""
     latencies: list[float] = []
@@ -101,20 +149,31 @@ def measure(
     with PeakMemory(device) as memory:
         started = time.perf_counter()
         for call in calls:
+            bans = [subject.bans[i] for i in call] if subject.bans is not None else None
             t0 = time.perf_counter()
-            got = run([subject.prompts[i] for i in call])
+            got = run([subject.prompts[i] for i in call], bans)
             _sync(device)
             latencies += [time.perf_counter() - t0] * len(call)
             outputs += got
         seconds = time.perf_counter() - started
-    tokens = _count_tokens(subject.generator.tokenizer, outputs)
+    gen = subject.generator
+    tokens = _count_tokens(gen.tokenizer, outputs)
     n = len(outputs)
+    prompt_tokens = _count_tokens(gen.tokenizer, [subject.prompts[i] for c in calls for i in c])
+    gflop = n * gflop_per_request(
+        getattr(gen, "parameters", {}),
+        prompt_tokens / n if n else 0.0,
+        tokens / n if n else 0.0,
+        gen.config.rows_per_prompt,
+    )
     return {
         "n": n,
         "seconds": round(seconds, 3),
         "expl_per_s": n / seconds,
         "tokens_per_s": tokens / seconds,
         "tokens_per_expl": tokens / n if n else 0.0,
+        "prompt_tokens": prompt_tokens / n if n else 0.0,
+        "gflop_per_s": gflop / seconds,
         "p50_ms": 1000 * percentile(latencies, 50),
         "p99_ms": 1000 * percentile(latencies, 99),
         "peak_mem_mib": memory.peak_mib,
@@ -124,7 +183,8 @@ def measure(
 def _progress(row: dict[str, Any]) -> None:
     """One line per finished configuration on stderr (long CPU runs show partial results)."""
     print(
-        f"{row['explainer']} {row['mode']} batch={row['batch']}: {row['expl_per_s']:.3f} expl/s, "
+        f"{row['explainer']}/{row['engine']} {row['mode']} batch={row['batch']}: "
+        f"{row['expl_per_s']:.3f} expl/s, {row['gflop_per_s']:.1f} GFLOP/s, "
         f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms",
         file=sys.stderr,
         flush=True,
@@ -142,25 +202,39 @@ def bench_subject(
         len(ids) for ids in gen.tokenizer(subject.prompts, add_special_tokens=False)["input_ids"]
     ]
     order = sorted(range(n), key=lambda i: lengths[i])  # what Generator.generate does too
+    head = {"explainer": subject.name, "engine": gen.engine}
     rows: list[dict[str, Any]] = []
     if naive:
         row = measure(subject, [[i] for i in range(n)], gen.generate_one_by_one, device)
-        rows.append({"explainer": subject.name, "mode": "naive generate()", "batch": 1} | row)
+        rows.append(head | {"mode": "naive generate()", "batch": 1} | row)
         _progress(rows[-1])
     for size in batch_sizes:
         calls = [order[s : s + size] for s in range(0, n, size)]
 
-        def batched(prompts: list[str], size: int = size) -> list[str]:
-            return gen.generate(prompts, batch_size=size)
+        def batched(prompts: list[str], bans: list[Any] | None, size: int = size) -> list[str]:
+            return gen.generate(prompts, batch_size=size, bans=bans)
 
         row = measure(subject, calls, batched, device)
-        rows.append({"explainer": subject.name, "mode": "batched", "batch": size} | row)
+        rows.append(head | {"mode": "batched", "batch": size} | row)
         _progress(rows[-1])
     if naive:
         base = rows[0]["expl_per_s"]
         for row in rows:
             row["speedup"] = row["expl_per_s"] / base
     return rows
+
+
+def compare_engines(rows: list[dict[str, Any]], matmul: float) -> None:
+    """Add ``vs_torch`` (same explainer, mode and batch) and ``matmul_share`` to ``rows``."""
+    torch_rows = {
+        (r["explainer"], r["mode"], r["batch"]): r["expl_per_s"]
+        for r in rows
+        if r["engine"] == "torch"
+    }
+    for row in rows:
+        reference = torch_rows.get((row["explainer"], row["mode"], row["batch"]))
+        row["vs_torch"] = row["expl_per_s"] / reference if reference else None
+        row["matmul_share"] = row["gflop_per_s"] / matmul if matmul else None
 
 
 def lm_subject(explainer: Any, requests: list[Any]) -> Subject:
@@ -175,7 +249,8 @@ def lm_subject(explainer: Any, requests: list[Any]) -> Subject:
     model = getattr(explainer, "model_name", None) or type(generator.model).__name__
     if getattr(explainer, "adapter_version", None):
         model = f"{model} + adapter {explainer.adapter_version}"
-    return Subject(explainer.name, generator, list(render(requests)), str(model))
+    bans = explainer.bans(requests) if callable(getattr(explainer, "bans", None)) else None
+    return Subject(explainer.name, generator, list(render(requests)), str(model), bans)
 
 
 def run_generate_bench(
@@ -188,13 +263,25 @@ def run_generate_bench(
     out: Path,
     index_dir: Path | None = None,
     config: Path | None = None,
+    engines: list[str] | None = None,
+    threads: int = 2,
 ) -> dict[str, Any]:
-    """Benchmark each LM explainer in ``names`` on ``n`` test requests; print + write JSON."""
+    """Benchmark each LM explainer in ``names`` on each engine in ``engines`` on ``n`` test
+    requests, ``threads`` CPU threads; print + write JSON."""
+    import gc
+
+    import torch
+
     from recx_worker.config import load_settings
     from recx_worker.devtools.benchio import report
     from recx_worker.enrich import enrich
     from recx_worker.explainer import ExplainerContext, ExplainRequest
-    from recx_worker.plugins import UnknownExplainerError, create_explainer
+    from recx_worker.lm.explainers import LMExplainer
+    from recx_worker.plugins import (
+        UnknownExplainerError,
+        create_explainer,
+        registered_explainers,
+    )
     from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
     from training.evaluation.runner import record_event
@@ -211,30 +298,52 @@ def run_generate_bench(
         for r in enrich([record_event(r) for r in records], store, settings.chain.max_words)
         if isinstance(r, ExplainRequest)
     ]
+    torch.set_num_threads(threads)
+    matmul = matmul_gflops(threads)
+    print(f"matmul calibration: {matmul:.1f} GFLOP/s (float32, {threads} threads)", file=sys.stderr)
     rows: list[dict[str, Any]] = []
-    meta: dict[str, Any] = {"requests": len(requests), "explainers": {}}
+    meta: dict[str, Any] = {
+        "requests": len(requests),
+        "threads": threads,
+        "matmul_gflops": matmul,
+        "explainers": {},
+    }
+    registered = registered_explainers()
     for name in names:
-        try:
-            context = ExplainerContext.from_settings(settings, store)
-            explainer = create_explainer(name, context, **settings.chain.options.get(name, {}))
-            explainer.warm_up()
-        except UnknownExplainerError as exc:
-            raise BenchInputError(str(exc)) from None
-        except Exception as exc:
-            raise BenchInputError(f"explainer {name!r} cannot start: {exc}") from None
-        try:
-            subject = lm_subject(explainer, requests)
-            device = str(subject.generator.device)
-            sizes = batch_sizes or (
-                GPU_BATCH_SIZES if device.startswith("cuda") else CPU_BATCH_SIZES
+        if name not in registered:
+            raise BenchInputError(f"unknown explainer {name!r}")
+        if not issubclass(registered[name].cls, LMExplainer):
+            raise BenchInputError(
+                f"explainer {name!r} is not a language-model explainer (it has no engine)"
             )
-            meta["explainers"][name] = {
-                "model": subject.model,
-                "device": device,
-                "dtype": str(next(subject.generator.model.parameters()).dtype),
-                "generation": subject.generator.config.as_dict(),
-            }
-            rows += bench_subject(subject, sizes, naive, device)
-        finally:
-            explainer.close()
+        for engine in engines or ENGINES:
+            options = settings.chain.options.get(name, {}) | {"engine": engine, "threads": threads}
+            try:
+                context = ExplainerContext.from_settings(settings, store)
+                explainer = create_explainer(name, context, **options)
+                explainer.warm_up()
+            except UnknownExplainerError as exc:
+                raise BenchInputError(str(exc)) from None
+            except Exception as exc:
+                raise BenchInputError(
+                    f"explainer {name!r} ({engine}) cannot start: {exc}"
+                ) from None
+            try:
+                subject = lm_subject(explainer, requests)
+                device = str(subject.generator.device)
+                sizes = batch_sizes or (
+                    GPU_BATCH_SIZES if device.startswith("cuda") else CPU_BATCH_SIZES
+                )
+                meta["explainers"][subject.label] = {
+                    "model": subject.model,
+                    "device": device,
+                    "weights": subject.generator.describe(),
+                    "generation": subject.generator.config.as_dict(),
+                }
+                rows += bench_subject(subject, sizes, naive, device)
+            finally:
+                explainer.close()
+                del explainer
+                gc.collect()
+    compare_engines(rows, matmul)
     return report("generate", rows, out=out, **meta)

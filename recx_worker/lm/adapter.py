@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from recx_worker.lm.device import DeviceChoice, select_device
-from recx_worker.lm.loading import ResolvedBase, load_causal_lm
+from recx_worker.lm.loading import ResolvedBase, load_causal_lm, resolve_base, sha256_file
 
 MANIFEST = "manifest.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", MANIFEST)
@@ -38,6 +39,40 @@ def read_manifest(adapter_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def adapter_checksum(adapter_dir: Path) -> str:
+    """sha256 over the adapter's config and weights (what a merged model depends on)."""
+    digest = hashlib.sha256()
+    for name in ADAPTER_FILES[:2]:
+        digest.update(name.encode())
+        digest.update(sha256_file(Path(adapter_dir) / name).encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def check_base(adapter_dir: Path, manifest: dict[str, Any], resolved: ResolvedBase) -> None:
+    """Raise ``AdapterError`` when the adapter was trained on another base than ``resolved``."""
+    expected = manifest["base_model"].get("checksum")
+    if expected and expected != resolved.checksum:
+        raise AdapterError(
+            f"adapter {adapter_dir} was trained on base {expected}, but the base loaded is "
+            f"{resolved.checksum}"
+        )
+
+
+def adapter_identity(
+    adapter_dir: Path, *, base: str | None = None, cache_dir: Path | None = None
+) -> tuple[ResolvedBase, dict[str, Any], str]:
+    """Without loading weights: the base the adapter applies to (checked), its manifest and
+    its checksum (``base`` overrides the manifest's base name)."""
+    from recx_worker.config import CACHE_HOME
+
+    manifest = read_manifest(adapter_dir)
+    resolved = resolve_base(
+        base or manifest["base_model"]["name"], cache_dir or CACHE_HOME / "models"
+    )
+    check_base(adapter_dir, manifest, resolved)
+    return resolved, manifest, adapter_checksum(adapter_dir)
+
+
 def load_merged(
     adapter_dir: Path,
     *,
@@ -53,12 +88,7 @@ def load_merged(
     model, tokenizer, resolved = load_causal_lm(
         base or manifest["base_model"]["name"], cache_dir=cache_dir, device=device
     )
-    expected = manifest["base_model"].get("checksum")
-    if expected and expected != resolved.checksum:
-        raise AdapterError(
-            f"adapter {adapter_dir} was trained on base {expected}, but the base loaded is "
-            f"{resolved.checksum}"
-        )
+    check_base(adapter_dir, manifest, resolved)
     peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
     merged = peft_model.merge_and_unload()
     merged.to(device.device, dtype=device.dtype)

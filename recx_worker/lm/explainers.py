@@ -4,6 +4,10 @@ Subclasses load a model in ``_load`` and render one prompt per request in ``rend
 this base generates them in batches (with grounded decoding, ``recx_worker.lm.grounding``) and
 cleans each output into one sentence; with ``candidates`` > 1 it keeps the consensus candidate
 (``recx_worker.lm.selection``).
+
+``engine`` picks what generates: ``"torch"`` (transformers; training, GPU, the reference),
+``"ct2"`` (CTranslate2, int8, converted once and cached: ``recx_worker.lm.ct2``) or ``"auto"``
+(the default: ct2 on CPU when ``ctranslate2`` is installed, else torch).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from recx_worker.explainer import (
 )
 from recx_worker.lm.cleaning import CleaningError, clean_explanation
 from recx_worker.lm.device import DeviceChoice, select_device
+from recx_worker.lm.engine import resolve_engine
 from recx_worker.lm.generation import GenerationConfig, Generator
 from recx_worker.lm.grounding import FeatureBans, Sequences
 from recx_worker.lm.selection import consensus_index
@@ -50,6 +55,8 @@ class LMExplainer(BaseExplainer):
         threads: int | None = None,
         model_cache: str | Path | None = None,
         grounded_decoding: bool = True,
+        engine: str = "auto",
+        quantization: str = "int8",
         **options: Any,
     ) -> None:
         super().__init__(context=context, **options)
@@ -57,6 +64,9 @@ class LMExplainer(BaseExplainer):
         self.device_request = (device, dtype)
         self.batch_size = batch_size
         self.threads = threads
+        self.engine_request = engine
+        self.engine: str | None = None  # resolved by warm_up
+        self.quantization = quantization
         self.grounded_decoding = grounded_decoding
         self._feature_bans: FeatureBans | None = None
         self.generation = GenerationConfig(
@@ -69,7 +79,8 @@ class LMExplainer(BaseExplainer):
             candidates=candidates,
         )
         self.model_cache = Path(model_cache or self.context.paths.model_cache).expanduser()
-        self.generator: Generator | None = None
+        self.generator: Any = None  # Generator (torch) or Ct2Generator
+        self.tokenizer: Any = None
         self.model_name: str | None = None
         self.adapter_version: str | None = None
 
@@ -77,6 +88,14 @@ class LMExplainer(BaseExplainer):
     def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
         """Return ``(model, tokenizer)``; set ``model_name``/``adapter_version``."""
         raise NotImplementedError
+
+    def _identity(self) -> tuple[str, dict[str, Any]]:
+        """Without loading weights: a short name and the key identifying the weights ``_load``
+        would return (names the CTranslate2 cache entry); set ``model_name``/``adapter_version``."""
+        raise NotImplementedError
+
+    def _ready(self, tokenizer: Any) -> None:
+        """Check the loaded tokenizer (default: nothing to check)."""
 
     def render_prompts(self, requests: list[ExplainRequest]) -> list[str]:
         """The exact text each request's generation continues."""
@@ -90,14 +109,33 @@ class LMExplainer(BaseExplainer):
     def warm_up(self) -> None:
         if self.generator is not None:
             return
-        if self.threads:
-            import torch
+        device = select_device(*self.device_request)
+        self.engine = resolve_engine(self.engine_request, device)
+        if self.engine == "ct2":
+            from recx_worker.lm.engine import load_ct2_generator
 
-            torch.set_num_threads(self.threads)
-        model, tokenizer = self._load(select_device(*self.device_request))
-        self.generator = Generator(model, tokenizer, self.generation)
+            name, key = self._identity()
+            self.generator = load_ct2_generator(
+                name,
+                key,
+                lambda: self._load(select_device("cpu", "float32")),
+                device=device,
+                config=self.generation,
+                cache_dir=self.model_cache,
+                threads=self.threads,
+                quantization=self.quantization,
+            )
+        else:
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            model, tokenizer = self._load(device)
+            self.generator = Generator(model, tokenizer, self.generation)
+        self.tokenizer = self.generator.tokenizer
+        self._ready(self.tokenizer)
         if self.grounded_decoding and self.context.lexicon is not None:
-            self._feature_bans = FeatureBans(self.context.lexicon, tokenizer)
+            self._feature_bans = FeatureBans(self.context.lexicon, self.tokenizer)
 
     def bans(self, requests: list[ExplainRequest]) -> list[Sequences] | None:
         """Per request, the token sequences of features its evidence does not support

@@ -83,9 +83,22 @@ class Generator:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
+    engine = "torch"
+
     @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
+
+    @property
+    def parameters(self) -> dict[str, int]:
+        """Per-token arithmetic weights (``recx_worker.lm.loading.parameter_counts``)."""
+        from recx_worker.lm.loading import parameter_counts
+
+        return parameter_counts(self.model)
+
+    def describe(self) -> str:
+        """Weights' dtype, for reports."""
+        return str(next(self.model.parameters()).dtype)
 
     def _encode(self, prompts: Sequence[str]) -> Any:
         self.tokenizer.padding_side = "left"

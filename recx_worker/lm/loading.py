@@ -199,3 +199,13 @@ def lora_targets(model: Any) -> tuple[list[str], bool]:
     if not found:
         raise BaseModelError(f"no known LoRA target modules for model type {model_type!r}")
     return found, False
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """Weights that cost arithmetic per token: ``body`` (every layer but the input embedding
+    and the output head) and ``head`` (the output projection, tied or not)."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    seen = {id(embedding), id(head)}
+    body = sum(p.numel() for p in model.parameters() if id(p) not in seen)
+    return {"body": int(body), "head": int(head.numel())}

@@ -171,8 +171,13 @@ def bench_generate_command(
         None, "--index", help="FAISS index dir (default: the configured one if built from DATA)."
     ),
     config: Path | None = typer.Option(None, "--config", help="TOML settings file."),
+    engines: str = typer.Option(
+        "torch,ct2", "--engines", help="Generation engines to compare (torch, ct2)."
+    ),
+    threads: int = typer.Option(2, "--threads", min=1, help="CPU threads per engine."),
 ) -> None:
-    """Batched generation vs one-at-a-time generate(): expl/s, tokens/s, p50/p99, peak memory."""
+    """Generation engines side by side, batched vs one at a time: expl/s, tokens/s, GFLOP/s
+    against a matmul calibration, p50/p99, peak memory."""
     from recx_worker.devtools.bench_generate import BenchInputError, run_generate_bench
 
     try:
@@ -193,6 +198,8 @@ def bench_generate_command(
             out=out,
             index_dir=index,
             config=config,
+            engines=_names(engines),
+            threads=threads,
         )
     except BenchInputError as exc:
         _fail(str(exc))

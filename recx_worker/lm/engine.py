@@ -1,0 +1,81 @@
+"""Which generation engine an LM explainer uses, and building the CTranslate2 one.
+
+``torch`` (transformers ``generate``) is the reference, used for training and on GPUs;
+``ct2`` (CTranslate2, ``recx_worker.lm.ct2``) is made for inference on CPU: int8 weights,
+several times the throughput (``recx bench generate``, docs/engine.md). ``auto`` picks ct2 on
+CPU when ``ctranslate2`` is installed and torch otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recx_worker.lm.ct2 import (
+    DEFAULT_QUANTIZATION,
+    Ct2Generator,
+    EngineError,
+    ct2_available,
+    ensure_ct2_model,
+)
+from recx_worker.lm.device import DeviceChoice, cpu_threads
+from recx_worker.lm.generation import GenerationConfig
+
+ENGINES = ("auto", "torch", "ct2")
+
+
+def resolve_engine(engine: str, device: DeviceChoice) -> str:
+    """``"torch"`` or ``"ct2"`` for the requested ``engine`` on ``device``."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "ct2" if device.device == "cpu" and ct2_available() else "torch"
+    if engine == "ct2" and not ct2_available():
+        raise EngineError("engine 'ct2' needs the ctranslate2 package (pip install ctranslate2)")
+    return engine
+
+
+def ct2_device(device: DeviceChoice) -> tuple[str, int, str]:
+    """CTranslate2 ``(device, device_index, compute_type)`` for ``device`` (int8 on CPU,
+    int8 weights with float16/bfloat16 activations on CUDA)."""
+    if not device.device.startswith("cuda"):
+        return "cpu", 0, "int8"
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() == 0:
+        raise EngineError("this ctranslate2 build sees no CUDA device; use engine = 'torch'")
+    index = int(device.device.split(":", 1)[1]) if ":" in device.device else 0
+    half = "bfloat16" if device.dtype_name == "bfloat16" else "float16"
+    return "cuda", index, f"int8_{half}"
+
+
+def load_ct2_generator(
+    name: str,
+    key: dict[str, Any],
+    load: Callable[[], tuple[Any, Any]],
+    *,
+    device: DeviceChoice,
+    config: GenerationConfig,
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    quantization: str = DEFAULT_QUANTIZATION,
+) -> Ct2Generator:
+    """The CTranslate2 generator for the weights ``key`` names, converting them on first use
+    (``load()`` returns the float32 CPU ``(model, tokenizer)`` to convert)."""
+    from recx_worker.config import CACHE_HOME
+    from recx_worker.lm.loading import load_tokenizer
+
+    folder = ensure_ct2_model(cache_dir or CACHE_HOME / "models", name, key, load, quantization)
+    where, index, compute_type = ct2_device(device)
+    if where == "cpu" and quantization != "int8":
+        compute_type = "default"
+    return Ct2Generator(
+        folder,
+        load_tokenizer(str(folder)),
+        config,
+        device=where,
+        device_index=index,
+        threads=threads or cpu_threads(),
+        compute_type=compute_type,
+    )
