@@ -196,6 +196,7 @@ class ExplainerChain:
                 log.warning("explainer_disabled", explainer=stage.name, reason=stage.disabled)
         if len(failed) == len(self.stages):
             raise RuntimeError(f"no explainer in the chain could warm up: {failed}")
+        self.guard.warm_up()
         self._warm = True
         return failed
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from recx_worker import nouns
 from recx_worker.events import MAX_TEXT_CHARS
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon, words
@@ -140,6 +141,11 @@ class Guard:
         if settings is not None:
             kwargs.setdefault("unsupported_nouns", settings.chain.unsupported_nouns)
         return cls.with_plugins(lexicon or store.lexicon, settings, **kwargs)  # type: ignore[attr-defined]
+
+    def warm_up(self) -> None:
+        """Load the noun tagger now when the noun check is on (see ``nouns.warm_up``)."""
+        if self.vocabulary is not None and self.unsupported_nouns >= 0:
+            nouns.warm_up()
 
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
         mentioned = self.lexicon.find(text)

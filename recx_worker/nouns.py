@@ -34,6 +34,15 @@ def _nlp():
         ) from exc
 
 
+def warm_up() -> None:
+    """Load the tagger, the dictionary and the frequency table now (seconds), so the first
+    explanation checked or written does not pay for them inside a stage deadline."""
+    _nlp()
+    nouns("The tuner display is bright.")
+    zipf("tuner")
+    noun_lemma("strings")
+
+
 def tag(texts: Iterable[str], batch_size: int = 256) -> Iterator[Tagged]:
     """(lower-cased token, tag, capitalised) of each token of each text, in order."""
     for doc in _nlp().pipe(texts, batch_size=batch_size):

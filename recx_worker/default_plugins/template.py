@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import ClassVar
 
+from recx_worker import nouns
 from recx_worker.events import SupportingItem
 from recx_worker.explainer import BaseExplainer, ExplainRequest, Explanation
 from recx_worker.features import words
@@ -58,6 +59,10 @@ class TemplateExplainer(BaseExplainer):
 
     name: ClassVar[str] = "template"
     version: ClassVar[str] = "1.0.0"
+
+    def warm_up(self) -> None:
+        """The noun checks of the feature slot load a tagger and a dictionary: load them now."""
+        nouns.warm_up()
 
     def explain_one(self, request: ExplainRequest) -> Explanation:
         seed = int.from_bytes(
