@@ -71,10 +71,16 @@ def test_replay_republishes_dead_letters_filtered_by_reason(
         stop_all([worker])
     assert output_count(kafka_bootstrap, topics.output) == 0
 
-    # 2. dry run by error class: counts only
-    dry = replay_cli(broken, "--error-class", "NotJSON", "--dry-run")
+    # 2. dry runs: all letters by class, then one malformed class alone; counts only
+    everything = replay_cli(broken, "--dry-run")
+    classes = everything["by_error_class"]
+    assert everything["matched"] == len(events) and everything["republished"] == 0
+    assert sum(n for c, n in classes.items() if c != "NoExplanation") == malformed
+    picked = max((c for c in classes if c != "NoExplanation"), key=classes.__getitem__)
+    dry = replay_cli(broken, "--error-class", picked, "--dry-run")
     assert dry["read"] == len(events)
-    assert dry["republished"] == 0 and dry["matched"] == dry["by_error_class"]["NotJSON"] > 0
+    assert dry["republished"] == 0 and dry["matched"] == dry["by_error_class"][picked] > 0
+    assert dry["matched"] == classes[picked]
 
     # 3. replay only the letters no explainer answered
     stats = replay_cli(broken, "--reason", "no explainer answered")
