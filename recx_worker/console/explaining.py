@@ -66,11 +66,17 @@ class Explainers:
             chain.close()
 
     def sample_pairs(self, n: int = 20) -> list[tuple[str, str]]:
-        """(user, item) pairs from the prepared test split, to rate without typing ids."""
-        from recx_worker.prepared import PreparedData
+        """(user, item) pairs to rate without typing ids: from the prepared test split, or the
+        valid and train splits where it has too few (a small catalogue)."""
+        from recx_worker.prepared import SPLITS, PreparedData
 
-        records = PreparedData(self.settings.paths.data_dir).split("test")
-        return [(r.user_id, r.item_id) for r in records[:n]]
+        data = PreparedData(self.settings.paths.data_dir)
+        pairs: dict[tuple[str, str], None] = {}
+        for split in sorted(SPLITS, key=lambda s: s != "test"):
+            pairs |= dict.fromkeys((r.user_id, r.item_id) for r in data.split(split))
+            if len(pairs) >= n:
+                break
+        return list(pairs)[:n]
 
     def side_by_side(
         self, user: str, item: str, history: list[str] | None = None, event_id: str | None = None
