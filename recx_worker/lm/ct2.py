@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from recx_worker.lm.generation import MAX_PROMPT_TOKENS, GenerationConfig
+from recx_worker.lm.generation import MAX_PROMPT_TOKENS, GenerationConfig, batch_by_length
 from recx_worker.lm.grounding import Sequences
 
 CT2_DIR = "ct2"
@@ -285,20 +285,15 @@ class Ct2Generator:
     ) -> list[list[str]]:
         """``config.candidates`` continuations per prompt, ``batch_size`` prompts per batch,
         grouped by token length like ``Generator.generate_candidates``."""
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
         if not prompts:
             return []
         tokens = self._tokens(prompts)
-        order = sorted(range(len(prompts)), key=lambda i: len(tokens[i]))
-        results: list[list[str]] = [[] for _ in prompts]
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            chunk_bans = [bans[i] for i in chunk] if bans is not None else None
-            texts = self._run([tokens[i] for i in chunk], chunk_bans)
-            for index, text in zip(chunk, texts, strict=True):
-                results[index] = text
-        return results
+        return batch_by_length(
+            [len(t) for t in tokens],
+            batch_size,
+            bans,
+            lambda chunk, b: self._run([tokens[i] for i in chunk], b),
+        )
 
     def generate_one_by_one(
         self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,9 +68,25 @@ class GenerationConfig:
         return asdict(self)
 
 
-def _chunks(order: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(order), size):
-        yield order[start : start + size]
+def batch_by_length(
+    lengths: Sequence[int],
+    batch_size: int,
+    bans: Sequence[Sequences] | None,
+    run: Callable[[list[int], list[Sequences] | None], list[list[str]]],
+) -> list[list[str]]:
+    """Run ``run(indices, their bans)`` on batches of at most ``batch_size`` prompts of similar
+    length (shortest first, so little padding), and return its outputs in prompt order. The one
+    batching rule of every generation engine."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    results: list[list[str]] = [[] for _ in lengths]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        texts = run(chunk, [bans[i] for i in chunk] if bans is not None else None)
+        for index, text in zip(chunk, texts, strict=True):
+            results[index] = text
+    return results
 
 
 class Generator:
@@ -158,21 +174,14 @@ class Generator:
         bans: Sequence[Sequences] | None = None,
     ) -> list[list[str]]:
         """``config.candidates`` continuations per prompt; see ``generate``."""
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
         if not prompts:
             return []
         lengths = [
             len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         ]
-        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-        results: list[list[str]] = [[] for _ in prompts]
-        for chunk in _chunks(order, batch_size):
-            chunk_bans = [bans[i] for i in chunk] if bans is not None else None
-            texts = self._run([prompts[i] for i in chunk], chunk_bans)
-            for index, text in zip(chunk, texts, strict=True):
-                results[index] = text
-        return results
+        return batch_by_length(
+            lengths, batch_size, bans, lambda chunk, b: self._run([prompts[i] for i in chunk], b)
+        )
 
     def generate_one_by_one(
         self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None
