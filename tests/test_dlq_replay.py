@@ -66,7 +66,7 @@ def test_replay_republishes_dead_letters_filtered_by_reason(
     try:
         worker.wait_assigned()
         publish(kafka_bootstrap, topics.input, events)
-        wait_for(lambda: output_count(kafka_bootstrap, topics.dlq) >= len(events), 60, "DLQ")
+        wait_for(lambda: output_count(kafka_bootstrap, topics.dlq) >= len(events), 180, "DLQ")
     finally:
         stop_all([worker])
     assert output_count(kafka_bootstrap, topics.output) == 0

@@ -276,7 +276,7 @@ def test_lag_metric_agrees_with_broker_end_offsets(kafka_bootstrap, worker_data,
                 and all(0 <= position_lag[p] <= expected[p] for p in ends)
             )
 
-        wait_for(agrees, 30, "the lag metric to match end offsets while blocked")
+        wait_for(agrees, 90, "the lag metric to match end offsets while blocked")
         assert _get(worker, "/healthz") == 200
         assert _get(worker, "/readyz") == 200
     finally:
