@@ -259,7 +259,11 @@ class WorkerSettings(_Section):
         30.0, gt=0, description="SIGTERM/SIGINT: time to finish in-flight work and commit"
     )
     produce_timeout_s: float = Field(
-        30.0, gt=0, description="Wait for the broker's acknowledgement before retrying a send"
+        30.0,
+        gt=0,
+        description="How long one wait for the broker's acknowledgement lasts before the "
+        "worker logs `produce_slow` and checks for shutdown; it keeps waiting while the "
+        "producer retries (sending again would duplicate) and re-sends only what it gave up on",
     )
     produce_retry_backoff_ms: int = Field(200, ge=0, description="First produce-retry backoff")
     produce_retry_backoff_max_ms: int = Field(10_000, ge=0, description="Largest backoff")

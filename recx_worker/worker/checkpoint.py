@@ -1,8 +1,9 @@
 """The checkpoint: the one object that decides when consumed offsets may be committed.
 
 At-least-once: every output of a batch is sent with ``acks=all`` and awaited (failed sends are
-retried with exponential backoff, never skipped); only then are the batch's offsets marked
-done, and ``commit`` commits the per-partition contiguous prefix of done offsets.
+retried with exponential backoff, never skipped; a send the producer is still retrying, e.g.
+during a leader election, is waited for, not sent twice); only then are the batch's offsets
+marked done, and ``commit`` commits the per-partition contiguous prefix of done offsets.
 
 Exactly-once: the outputs and the batch's offsets (``send_offsets_to_transaction`` with the
 consumer's group metadata, so a stale member is fenced, KIP-447) go into one Kafka transaction;
@@ -24,6 +25,7 @@ from kafka import TopicPartition
 from kafka.errors import (
     AuthorizationError,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFencedError,
     TransactionalIdAuthorizationFailedError,
 )
@@ -113,7 +115,8 @@ class Checkpoint:
                     failed.append(out)
             for out, future in futures:
                 try:
-                    future.get(timeout=self.settings.produce_timeout_s)
+                    if not self._acknowledged(out, future, abandoned):
+                        return False
                 except KafkaError as exc:
                     self._send_failed(out, exc)
                     failed.append(out)
@@ -123,6 +126,34 @@ class Checkpoint:
                     return False
                 backoff = min(backoff * 2, self.settings.produce_retry_backoff_max_ms / 1000)
         return True
+
+    def _acknowledged(self, out: OutRecord, future: Any, abandoned: threading.Event) -> bool:
+        """Wait for the producer's verdict on one send; False if the batch is abandoned first.
+
+        Our wait running out is no verdict: the producer still holds the record and retries it
+        (idempotently) until its ``delivery.timeout.ms``, e.g. while a new partition leader is
+        elected. Sending it again would publish a second copy, so the worker keeps waiting and
+        re-sends only what the producer gave up on (its error is raised here).
+        """
+        waited = 0.0
+        while True:
+            try:
+                future.get(timeout=self.settings.produce_timeout_s)
+                return True
+            except KafkaTimeoutError:
+                if getattr(future, "is_done", True):  # resolved: its own outcome decides
+                    future.get(timeout=0)  # raises the producer's error (e.g. it expired)
+                    return True
+            waited += self.settings.produce_timeout_s
+            log.warning(
+                "produce_slow",
+                topic=out.topic,
+                partition=out.source.partition,
+                offset=out.source.offset,
+                waited_s=waited,
+            )
+            if abandoned.is_set():
+                return False
 
     def _send(self, out: OutRecord) -> Any:
         return self.producer.send(out.topic, value=out.value, key=out.key, headers=out.headers)
