@@ -26,6 +26,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from recx_worker.devtools.kafka_local import KafkaSetupError, LocalKafka
 
 EXTERNAL_BOOTSTRAP = os.environ.get("RECX_TEST_BOOTSTRAP")
+# How long a broker may take to start (or restart) before its test fails: raise it on a
+# machine so busy that a JVM needs minutes.
+STARTUP_S = float(os.environ.get("RECX_TEST_KAFKA_STARTUP_S", 120))
 KAFKA_FIXTURES = {"kafka_bootstrap", "kafka_broker", "make_topic"}
 
 
@@ -59,7 +62,10 @@ def _kafka_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKaf
     if EXTERNAL_BOOTSTRAP:
         yield None
         return
-    broker = _start(LocalKafka(tmp_path_factory.mktemp("kafka-1node"), nodes=1), "Kafka broker")
+    broker = _start(
+        LocalKafka(tmp_path_factory.mktemp("kafka-1node"), nodes=1, startup_timeout_s=STARTUP_S),
+        "Kafka broker",
+    )
     yield broker
     broker.stop()
 
@@ -84,7 +90,9 @@ def kafka_broker(_kafka_single: LocalKafka | None) -> Iterator[LocalKafka]:
 
 @pytest.fixture(scope="session")
 def _kafka_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    cluster = LocalKafka(tmp_path_factory.mktemp("kafka-3node"), nodes=3)
+    cluster = LocalKafka(
+        tmp_path_factory.mktemp("kafka-3node"), nodes=3, startup_timeout_s=STARTUP_S
+    )
     yield _start(cluster, "3-node Kafka cluster")
     # All three get SIGTERM at once; the last broker's controlled shutdown can find no
     # controller left and wait for the grace: its data is thrown away, so 5 s, not 30 s.
