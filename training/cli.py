@@ -169,6 +169,9 @@ def reranker(
         ),
     ] = None,
     outputs_split: Annotated[str, typer.Option(help="Split for --outputs")] = "test",
+    outputs_limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N records of --outputs-split")
+    ] = None,
     logprobs: Annotated[
         bool,
         typer.Option(
@@ -194,6 +197,7 @@ def reranker(
             write=write,
             outputs=outputs,
             outputs_split=outputs_split,
+            outputs_limit=outputs_limit,
             logprobs=logprobs,
             log=_log,
         )

@@ -293,6 +293,7 @@ def run_reranker(
     write: bool,
     outputs: Path | None,
     outputs_split: str,
+    outputs_limit: int | None = None,
     logprobs: bool = False,
     log: Callable[[str], None] = print,
 ) -> Reranker:
@@ -365,7 +366,7 @@ def run_reranker(
         log(f"wrote {reranker.save(adapter)}")
     if outputs is not None:
         write_outputs(
-            explainer, reranker, prepared, store, settings, outputs_split, limit, outputs,
+            explainer, reranker, prepared, store, settings, outputs_split, outputs_limit, outputs,
             cache=cache, batch=batch_size, logprobs=logprobs, log=log,
         )  # fmt: skip
     return reranker
