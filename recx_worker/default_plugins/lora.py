@@ -97,6 +97,11 @@ class LoraExplainer(LMExplainer):
             from recx_worker.lm.adapter import adapter_checksum
 
             Reranker.load(self.adapter_dir, adapter_checksum(self.adapter_dir))
+            # What the features read, loaded now rather than inside a stage deadline.
+            self.word_prior()
+            guard = self.guard()
+            if guard is not None:
+                guard.warm_up()
         super().warm_up()
 
     def select(self, requests: list[ExplainRequest], groups: list[list[str]]) -> list[int]:
