@@ -208,3 +208,38 @@ def test_init_adapter_must_be_an_adapter(gpt2_dir, tmp_path):
     )
     with pytest.raises(AdapterError, match="does not exist"):
         train_lora(config, examples(2), examples(2), progress=False, log=lambda _: None)
+
+
+def test_lora_explainer_keeps_the_rerankers_pick(trained, tmp_path):
+    """selection = "reranker": the explainer answers with the candidate the adapter's
+    reranker.json scores best, computed on the same cleaned candidates."""
+    import shutil
+
+    from recx_worker.default_plugins.lora import LoraExplainer
+    from recx_worker.lm.adapter import adapter_checksum
+    from recx_worker.lm.rerank import FEATURES, Reranker, RerankerError, candidate_features
+
+    config, _ = trained
+    adapter = tmp_path / "adapter"
+    shutil.copytree(config.out_dir, adapter)
+    n = len(FEATURES)
+    weights = tuple(-1.0 if f == "words" else 0.0 for f in FEATURES)  # the shortest wins
+    meta = {"adapter_checksum": adapter_checksum(adapter)}
+    Reranker(FEATURES, (0.0,) * n, (1.0,) * n, weights, meta=meta).save(adapter)
+    options = {"adapter_dir": adapter, "max_new_tokens": 8, "num_beams": 3, "engine": "torch"}
+    explainer = LoraExplainer(selection="reranker", **options)
+    requests = [request(), request("the strings stay in tune")]
+    groups = [texts for texts, _ in explainer.candidate_texts(requests)]
+    outcomes = explainer.explain_batch(requests)
+    for outcome, texts, group in zip(
+        outcomes, groups, explainer.candidate_groups(requests, groups), strict=True
+    ):
+        if texts:
+            shortest = min(range(len(texts)), key=lambda i: (len(texts[i].split()), i))
+            assert explainer.reranker is not None
+            assert explainer.reranker.choose(candidate_features(group, None)) == shortest
+            assert isinstance(outcome, Explanation) and outcome.text == texts[shortest]
+    other = Reranker(FEATURES, (0.0,) * n, (1.0,) * n, weights, meta={"adapter_checksum": "x"})
+    other.save(adapter)
+    with pytest.raises(RerankerError, match="fitted on the candidates of adapter x"):
+        LoraExplainer(selection="reranker", **options).warm_up()

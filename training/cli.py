@@ -138,3 +138,75 @@ def lora(
 
 def _existing(path: Path) -> Path | None:
     return path if (path / "manifest.json").exists() else None
+
+
+@app.command("reranker")
+def reranker(
+    adapter: Annotated[
+        Path | None, typer.Option(help="Adapter directory (default: paths.adapter_dir)")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared data (default: paths.data_dir)")
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option(help="Item index (default: paths.index_dir)")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split the reranker is fitted on")] = "valid",
+    limit: Annotated[int | None, typer.Option(min=1, help="Use the first N records")] = None,
+    cache: Annotated[Path, typer.Option(help="Where decoded candidates are cached")] = Path(
+        "var/rerank"
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, help="Requests decoded per batch")] = 16,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for decoding")] = None,
+    write: Annotated[
+        bool, typer.Option(help="Write reranker.json into the adapter directory")
+    ] = True,
+    outputs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also decode --outputs-split and write first/consensus/reranker/oracle .jsonl "
+            "here (for recx eval --external)"
+        ),
+    ] = None,
+    outputs_split: Annotated[str, typer.Option(help="Split for --outputs")] = "test",
+    outputs_limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N records of --outputs-split")
+    ] = None,
+    logprobs: Annotated[
+        bool,
+        typer.Option(
+            help="Also score each candidate's log-probability and use it as a feature (a second "
+            "model pass: about doubles the explainer's CPU per request)"
+        ),
+    ] = False,
+) -> None:
+    """Fit the lora explainer's candidate reranker (selection = "reranker") on a split."""
+    from training.rerank import run_reranker
+
+    settings_adapter, settings_data, settings_index = _paths()
+    try:
+        run_reranker(
+            adapter=adapter or settings_adapter,
+            data=data or settings_data,
+            index=index or _existing(settings_index),
+            split=split,
+            limit=limit,
+            cache=cache,
+            batch_size=batch_size,
+            threads=threads,
+            write=write,
+            outputs=outputs,
+            outputs_split=outputs_split,
+            outputs_limit=outputs_limit,
+            logprobs=logprobs,
+            log=_log,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+
+
+def _paths() -> tuple[Path, Path, Path]:
+    from recx_worker.config import load_settings
+
+    paths = load_settings().paths
+    return paths.adapter_dir, paths.data_dir, paths.index_dir

@@ -4,6 +4,10 @@ The adapter directory (``ExplainerContext.paths.adapter_dir``, or the ``adapter_
 ``adapter_config.json``, ``adapter_model.safetensors`` and ``manifest.json`` as written by
 ``recx train lora``; a missing or incomplete adapter fails ``warm_up`` with a clear message,
 so the chain marks the stage unavailable and falls back.
+
+``selection`` says which of the decoded candidates is kept: ``"consensus"`` (the candidate most
+like the others) or ``"reranker"`` (the learned scorer of ``recx_worker.lm.rerank``, read from
+the adapter directory's ``reranker.json``, written by ``recx train reranker``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,16 @@ from recx_worker.lm.adapter import adapter_identity, load_merged
 from recx_worker.lm.device import DeviceChoice
 from recx_worker.lm.explainers import LMExplainer
 from recx_worker.lm.prompting import focus_feature, lm_input
+from recx_worker.lm.rerank import (
+    CandidateGroup,
+    Reranker,
+    WordPrior,
+    answer_logprobs,
+    candidate_features,
+)
 
 LEAD_CHOICES = ("focus", "item", "none")
+SELECTIONS = ("consensus", "reranker")
 
 
 class LoraExplainer(LMExplainer):
@@ -29,7 +41,12 @@ class LoraExplainer(LMExplainer):
     version: ClassVar[str] = "1.0.0"
 
     def __init__(
-        self, *, adapter_dir: str | Path | None = None, lead_feature: str = "item", **options: Any
+        self,
+        *,
+        adapter_dir: str | Path | None = None,
+        lead_feature: str = "item",
+        selection: str = "consensus",
+        **options: Any,
     ) -> None:
         base = options.pop("base", None)
         # Four beams beat greedy and two beams against review references (valid split, 150
@@ -45,7 +62,14 @@ class LoraExplainer(LMExplainer):
         if lead_feature not in LEAD_CHOICES:
             raise ValueError(f"lead_feature must be one of {', '.join(LEAD_CHOICES)}")
         self.lead_feature = lead_feature
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}")
+        self.selection = selection
+        # A missing or malformed reranker.json is a configuration error: say so now.
+        self.reranker = Reranker.load(self.adapter_dir) if selection == "reranker" else None
         self.manifest: dict[str, Any] | None = None
+        self._guard: Any = None
+        self._prior: WordPrior | None = None
 
     def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
         model, tokenizer, resolved, manifest = load_merged(
@@ -65,6 +89,110 @@ class LoraExplainer(LMExplainer):
         self.adapter_version = str(manifest["version"])
         name = f"{resolved.name}-lora-{self.adapter_version}"
         return name, {"base": resolved.checksum, "adapter": checksum}
+
+    def warm_up(self) -> None:
+        if self.generator is not None:
+            return
+        if self.reranker is not None:
+            from recx_worker.lm.adapter import adapter_checksum
+
+            Reranker.load(self.adapter_dir, adapter_checksum(self.adapter_dir))
+            # What the features read, loaded now rather than inside a stage deadline.
+            self.word_prior()
+            guard = self.guard()
+            if guard is not None:
+                guard.warm_up()
+        super().warm_up()
+
+    def select(self, requests: list[ExplainRequest], groups: list[list[str]]) -> list[int]:
+        """The reranker's pick with ``selection="reranker"``, else the consensus rule's."""
+        if self.reranker is None:
+            return super().select(requests, groups)
+        logprobs = (
+            self.candidate_logprobs(requests, groups) if self.reranker.needs_logprobs else None
+        )
+        return [
+            self.reranker.choose(candidate_features(group, self.context.lexicon))
+            for group in self.candidate_groups(requests, groups, logprobs)
+        ]
+
+    def candidate_groups(
+        self,
+        requests: list[ExplainRequest],
+        groups: list[list[str]],
+        logprobs: list[list[float]] | None = None,
+    ) -> list[CandidateGroup]:
+        """What the reranker's features need of each request's candidates: the guard's
+        verdicts, the planned feature and, when given, the model's log-probabilities."""
+        guard = self.guard()
+        data = getattr(self.context.evidence, "data", None)
+        profiles = data.item_profiles if data is not None else {}
+        prior = self.word_prior()
+        return [
+            CandidateGroup(
+                texts=texts,
+                evidence=request.evidence,
+                planned=planned,
+                logprobs=lps or None,
+                guard_ok=[guard.check(request, t).ok for t in texts] if guard else None,
+                item_snippets=profiles[request.item_id].snippets
+                if request.item_id in profiles
+                else (),
+                prior=prior,
+            )
+            for request, texts, planned, lps in zip(
+                requests,
+                groups,
+                self.planned_features(requests),
+                logprobs or [[] for _ in groups],
+                strict=True,
+            )
+        ]
+
+    def candidate_logprobs(
+        self, requests: list[ExplainRequest], groups: list[list[str]]
+    ) -> list[list[float]]:
+        """Per request, each candidate's mean token log-probability after the model's input."""
+        self.warm_up()
+        contexts = [
+            lm_input(r.evidence) for r, texts in zip(requests, groups, strict=True) for _ in texts
+        ]
+        flat = answer_logprobs(
+            self.generator, contexts, [t for texts in groups for t in texts], self.batch_size
+        )
+        out, start = [], 0
+        for texts in groups:
+            out.append(flat[start : start + len(texts)])
+            start += len(texts)
+        return out
+
+    def guard(self) -> Any:
+        """The default guard (``recx_worker.guard``) the ``guard_ok`` feature asks; ``None``
+        without a lexicon."""
+        if self._guard is None:
+            from recx_worker.guard import Guard
+
+            if self.context.evidence is not None:
+                self._guard = Guard.for_store(self.context.evidence)
+            elif self.context.lexicon is not None:
+                self._guard = Guard.with_plugins(self.context.lexicon)
+        return self._guard
+
+    def word_prior(self) -> WordPrior | None:
+        """Word frequencies of the prepared data's training explanations (``None`` without
+        prepared data behind the evidence source)."""
+        data = getattr(self.context.evidence, "data", None)
+        if self._prior is None and data is not None:
+            self._prior = WordPrior([r.explanation for r in data.split("train")])
+        return self._prior
+
+    def planned_features(self, requests: list[ExplainRequest]) -> list[str | None]:
+        """The feature each answer is asked to be about (its forced lead, else the focus)."""
+        prefixes = self.answer_prefixes(requests)
+        return [
+            p.removeprefix("The ") if p else focus_feature(r.evidence)
+            for r, p in zip(requests, prefixes, strict=True)
+        ]
 
     def answer_prefixes(self, requests: list[ExplainRequest]) -> list[str]:
         """The answer's forced start: "The <feature>" with the feature the shopper cares about

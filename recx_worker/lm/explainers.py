@@ -2,8 +2,9 @@
 
 Subclasses load a model in ``_load`` and render one prompt per request in ``render_prompts``;
 this base generates them in batches (with grounded decoding, ``recx_worker.lm.grounding``) and
-cleans each output into one sentence; with ``candidates`` > 1 it keeps the consensus candidate
-(``recx_worker.lm.selection``).
+cleans each output into one sentence; with ``candidates`` > 1 it keeps the candidate ``select``
+picks: the consensus candidate (``recx_worker.lm.selection``) unless a subclass chooses otherwise
+(the ``lora`` explainer's learned reranker, ``recx_worker.lm.rerank``).
 
 ``engine`` picks what generates: ``"torch"`` (transformers; training, GPU, the reference),
 ``"ct2"`` (CTranslate2, int8, converted once and cached: ``recx_worker.lm.ct2``) or ``"auto"``
@@ -173,11 +174,17 @@ class LMExplainer(BaseExplainer):
             out.append((texts, error))
         return out
 
+    def select(self, requests: list[ExplainRequest], groups: list[list[str]]) -> list[int]:
+        """Per request, the index of the candidate to keep (default: the consensus rule)."""
+        return [consensus_index(texts) for texts in groups]
+
     def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
         if not requests:
             return []
         outcomes: list[Outcome] = []
-        for texts, error in self.candidate_texts(requests):
+        candidates = self.candidate_texts(requests)
+        chosen = self.select(requests, [texts for texts, _ in candidates])
+        for (texts, error), index in zip(candidates, chosen, strict=True):
             if not texts:
                 assert error is not None
                 # Unusable output is a deliberate "no answer" (declined), not a crash.
@@ -185,7 +192,7 @@ class LMExplainer(BaseExplainer):
                 continue
             outcomes.append(
                 Explanation(
-                    text=texts[consensus_index(texts)],
+                    text=texts[index],
                     model=self.model_name,
                     adapter_version=self.adapter_version,
                 )
