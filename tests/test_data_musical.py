@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,33 @@ def test_duplicates_found_and_the_split_does_not_leak(musical: PreparedData) -> 
 def test_split_matches_the_published_split(musical: PreparedData) -> None:
     for name, digest in PUBLISHED_SPLIT_SHA256.items():
         assert sha256(musical.root / f"{name}.jsonl") == digest, name
+
+
+# What ships must come from what the code prepares now (issue 15, item 6): the default adapter's
+# manifest names the checksum of the data it was trained on, and the saved report names the
+# split it scored. A change to `recx data prepare` that alters either must retrain / re-evaluate.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_adapter_was_trained_on_what_prepare_writes_now(musical: PreparedData) -> None:
+    from recx_worker.config import PathSettings
+    from training.cli import data_checksum
+
+    adapter_dir = PathSettings().adapter_dir
+    if not adapter_dir.is_absolute():
+        adapter_dir = REPO / adapter_dir
+    manifest = json.loads((adapter_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["data"]["checksum"] == data_checksum(musical.root), adapter_dir
+
+
+def test_saved_report_scored_the_test_split_prepare_writes_now(musical: PreparedData) -> None:
+    report = REPO / "reports/latest"
+    meta = json.loads((report / "metrics.json").read_text(encoding="utf-8"))["meta"]
+    assert meta["split"] == "test"
+    assert meta["split_sha256"] == sha256(musical.root / "test.jsonl")
+    test_ids = [r.record_id for r in musical.split("test")]
+    assert meta["n"] == len(test_ids)
+    for saved in sorted((report / "outputs").glob("*.jsonl")):
+        with saved.open(encoding="utf-8") as handle:
+            ids = [json.loads(line)["id"] for line in handle]
+        assert ids == test_ids, saved.name

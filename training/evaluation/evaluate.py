@@ -17,6 +17,7 @@ import structlog
 
 from recx_worker.config import ChainSettings
 from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
+from recx_worker.lm.loading import sha256_file
 from recx_worker.prepared import ExplanationRecord, PreparedData
 from training.evaluation import plots
 from training.evaluation.baselines import MostFrequentExplanation
@@ -346,6 +347,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         "meta": {
             "data": str(cfg.data_dir),
             "split": cfg.split,
+            # Ties a saved report to the split it scored (tests compare it with a fresh prepare).
+            "split_sha256": sha256_file(Path(cfg.data_dir) / f"{cfg.split}.jsonl"),
             "n": len(records),
             "limit": cfg.limit,
             "skipped_unknown_items": unknown,
