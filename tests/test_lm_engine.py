@@ -47,10 +47,26 @@ def tiny(tmp_path_factory):
     return folder, cache, key, path, loads
 
 
-def generator(path, **config):
+def generator(path, max_spread=0, **config):
     return Ct2Generator(
-        path, load_tokenizer(str(path)), GenerationConfig(max_new_tokens=8, **config), threads=1
+        path,
+        load_tokenizer(str(path)),
+        GenerationConfig(max_new_tokens=8, **config),
+        threads=1,
+        max_spread=max_spread,
     )
+
+
+class RecordingModel:
+    """The real ``ctranslate2.Generator``, recording the prompt lengths of each call."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls: list[list[int]] = []
+
+    def generate_batch(self, tokens, **options):
+        self.calls.append([len(t) for t in tokens])
+        return self.model.generate_batch(tokens, **options)
 
 
 def test_conversion_is_cached_by_key(tiny):
@@ -74,6 +90,20 @@ def test_batched_greedy_equals_one_by_one(tiny):
         gen.generate(PROMPTS, batch_size=0)
 
 
+def test_each_ct2_batch_holds_prompts_of_one_length(tiny):
+    """CTranslate2 forwards only the shortest prompt of a batch at once: by default a batch
+    holds one prompt length (output unchanged), ``max_spread=None`` mixes them."""
+    prompts = [*PROMPTS, *PROMPTS[:3]]
+    one_length = generator(tiny[3])
+    one_length.model = RecordingModel(one_length.model)
+    mixed = generator(tiny[3], max_spread=None)
+    mixed.model = RecordingModel(mixed.model)
+    assert one_length.generate(prompts, batch_size=8) == mixed.generate(prompts, batch_size=8)
+    assert all(len(set(call)) == 1 for call in one_length.model.calls)
+    assert sorted(n for call in one_length.model.calls for n in call) == mixed.model.calls[0]
+    assert len(set(mixed.model.calls[0])) > 1
+
+
 def test_float32_greedy_matches_the_torch_reference(tiny):
     folder, *_, path, _ = tiny
     model, tokenizer, _ = load_causal_lm(str(folder))
@@ -86,7 +116,7 @@ def test_per_row_bans_hold_and_leave_other_rows_alone(tiny):
     longer contains it; the other rows (sharing the batch) are as without bans; the result
     equals the torch reference with the same per-row bans."""
     folder, *_, path, _ = tiny
-    gen = generator(path)
+    gen = generator(path, max_spread=None)  # mixed lengths share a batch, so rows regenerate
     tokenizer = gen.tokenizer
     free = gen.generate(PROMPTS, batch_size=5)
     ids = tokenizer(free[0], add_special_tokens=False)["input_ids"]

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from lm_tiny import build_model  # noqa: E402
 
-from recx_worker.lm.generation import GenerationConfig, Generator  # noqa: E402
+from recx_worker.lm.generation import GenerationConfig, Generator, batch_by_length  # noqa: E402
 from recx_worker.lm.loading import load_causal_lm  # noqa: E402
 
 PROMPTS = [
@@ -100,3 +100,24 @@ def test_candidates_come_back_grouped_per_prompt_best_beam_first(tiny):
     assert [g[0] for g in groups] == beams.generate(PROMPTS, batch_size=2)
     with pytest.raises(ValueError):
         GenerationConfig(num_beams=2, candidates=3)
+
+
+def test_batch_by_length_sorts_caps_and_bounds_the_length_spread():
+    lengths = [5, 3, 3, 9, 4, 3]
+    seen: list[list[int]] = []
+
+    def run(chunk, bans):
+        seen.append(chunk)
+        assert bans == [[(i,)] for i in chunk]
+        return [[f"out{i}"] for i in chunk]
+
+    bans = [[(i,)] for i in range(len(lengths))]
+    out = batch_by_length(lengths, 2, bans, run)
+    assert out == [[f"out{i}"] for i in range(len(lengths))]
+    assert seen == [[1, 2], [5, 4], [0, 3]]
+    seen.clear()
+    batch_by_length(lengths, 2, bans, run, max_spread=0)
+    assert seen == [[1, 2], [5], [4], [0], [3]]
+    seen.clear()
+    batch_by_length(lengths, 8, bans, run, max_spread=1)
+    assert seen == [[1, 2, 5, 4], [0], [3]]

@@ -41,6 +41,10 @@ def test_render_context_lists_facts_and_quotes_the_snippet():
         'A reviewer wrote: "The display is bright and easy to read."',
     ]
     assert lm_input(evidence()).endswith("\n" + ANSWER_CUE)
+    assert "Shopper liked:" not in render_context(evidence(), with_liked=False)
+    assert lm_input(evidence(), with_liked=False).splitlines() == [
+        line for line in lm_input(evidence()).splitlines() if not line.startswith("Shopper liked:")
+    ]
 
 
 def test_chat_prompt_asks_about_the_feature_the_shopper_cares_about():

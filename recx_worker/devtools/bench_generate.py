@@ -30,6 +30,12 @@ from recx_worker.devtools.benchio import percentile
 CPU_BATCH_SIZES = [1, 8, 32]
 GPU_BATCH_SIZES = [1, 8, 32, 64, 128, 256]
 ENGINES = ["torch", "ct2"]
+# Bench-only variants: an engine run with other generator settings. ``ct2-mixed`` batches
+# prompts of any length together (CTranslate2 then forwards the rest of the longer prompts
+# token by token: the batching before one-length batches, kept to show the difference).
+ENGINE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ct2-mixed": ("ct2", {"max_spread": None}),
+}
 
 
 class BenchInputError(ValueError):
@@ -45,10 +51,23 @@ class Subject:
     prompts: list[str]
     model: str
     bans: list[Any] | None = None
+    engine: str | None = None  # the requested engine or variant name (default: the generator's)
 
     @property
     def label(self) -> str:
-        return f"{self.name}/{self.generator.engine}"
+        return f"{self.name}/{self.engine or self.generator.engine}"
+
+    def prompt_tokens(self) -> dict[str, float]:
+        """Tokens per prompt: mean, p50, max."""
+        lengths = [
+            len(ids)
+            for ids in self.generator.tokenizer(self.prompts, add_special_tokens=False)["input_ids"]
+        ]
+        return {
+            "mean": sum(lengths) / len(lengths) if lengths else 0.0,
+            "p50": percentile(lengths, 50) if lengths else 0.0,
+            "max": float(max(lengths, default=0)),
+        }
 
 
 def matmul_gflops(threads: int, size: int = 512, seconds: float = 1.0) -> float:
@@ -202,7 +221,7 @@ def bench_subject(
         len(ids) for ids in gen.tokenizer(subject.prompts, add_special_tokens=False)["input_ids"]
     ]
     order = sorted(range(n), key=lambda i: lengths[i])  # what Generator.generate does too
-    head = {"explainer": subject.name, "engine": gen.engine}
+    head = {"explainer": subject.name, "engine": subject.engine or gen.engine}
     rows: list[dict[str, Any]] = []
     if naive:
         row = measure(subject, [[i] for i in range(n)], gen.generate_one_by_one, device)
@@ -317,7 +336,11 @@ def run_generate_bench(
                 f"explainer {name!r} is not a language-model explainer (it has no engine)"
             )
         for engine in engines or ENGINES:
-            options = settings.chain.options.get(name, {}) | {"engine": engine, "threads": threads}
+            real_engine, generator_settings = ENGINE_VARIANTS.get(engine, (engine, {}))
+            options = settings.chain.options.get(name, {}) | {
+                "engine": real_engine,
+                "threads": threads,
+            }
             try:
                 context = ExplainerContext.from_settings(settings, store)
                 explainer = create_explainer(name, context, **options)
@@ -330,7 +353,16 @@ def run_generate_bench(
                 ) from None
             try:
                 subject = lm_subject(explainer, requests)
+                subject.engine = engine
+                for key, value in generator_settings.items():
+                    setattr(subject.generator, key, value)
                 device = str(subject.generator.device)
+                tokens = subject.prompt_tokens()
+                print(
+                    f"{subject.label}: {len(subject.prompts)} prompts, tokens per prompt "
+                    f"mean {tokens['mean']:.1f}, p50 {tokens['p50']:.0f}, max {tokens['max']:.0f}",
+                    file=sys.stderr,
+                )
                 sizes = batch_sizes or (
                     GPU_BATCH_SIZES if device.startswith("cuda") else CPU_BATCH_SIZES
                 )
@@ -339,6 +371,8 @@ def run_generate_bench(
                     "device": device,
                     "weights": subject.generator.describe(),
                     "generation": subject.generator.config.as_dict(),
+                    "prompt_tokens": tokens,
+                    "max_spread": getattr(subject.generator, "max_spread", None),
                 }
                 rows += bench_subject(subject, sizes, naive, device)
             finally:

@@ -175,6 +175,7 @@ class Ct2Generator:
         device_index: int = 0,
         threads: int = 0,
         compute_type: str = "default",
+        max_spread: int | None = 0,
     ) -> None:
         import ctranslate2
 
@@ -194,6 +195,10 @@ class Ct2Generator:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.ban_regenerations = 0  # rows generated again (see the module docstring)
+        # Prompts of one token length per generate_batch call: CTranslate2 forwards only the
+        # shortest prompt at once and the rest token by token (every beam), which made batch
+        # 32 slower than 8 (docs/engine.md); None batches like the torch engine.
+        self.max_spread = max_spread
 
     def describe(self) -> str:
         """Weights' compute type, for reports."""
@@ -283,8 +288,9 @@ class Ct2Generator:
         batch_size: int = 32,
         bans: Sequence[Sequences] | None = None,
     ) -> list[list[str]]:
-        """``config.candidates`` continuations per prompt, ``batch_size`` prompts per batch,
-        grouped by token length like ``Generator.generate_candidates``."""
+        """``config.candidates`` continuations per prompt, at most ``batch_size`` prompts per
+        batch, each batch of prompts within ``max_spread`` tokens of each other (one length by
+        default)."""
         if not prompts:
             return []
         tokens = self._tokens(prompts)
@@ -293,6 +299,7 @@ class Ct2Generator:
             batch_size,
             bans,
             lambda chunk, b: self._run([tokens[i] for i in chunk], b),
+            max_spread=self.max_spread,
         )
 
     def generate_one_by_one(

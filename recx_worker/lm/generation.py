@@ -73,16 +73,30 @@ def batch_by_length(
     batch_size: int,
     bans: Sequence[Sequences] | None,
     run: Callable[[list[int], list[Sequences] | None], list[list[str]]],
+    max_spread: int | None = None,
 ) -> list[list[str]]:
     """Run ``run(indices, their bans)`` on batches of at most ``batch_size`` prompts of similar
     length (shortest first, so little padding), and return its outputs in prompt order. The one
-    batching rule of every generation engine."""
+    batching rule of every generation engine.
+
+    ``max_spread``: a batch also ends where a prompt is more than this many tokens longer than
+    the batch's shortest (``0``: prompts of one length only). CTranslate2 forwards only the
+    shortest prompt's length at once and the rest token by token, beams included, so a spread
+    batch is slow there (docs/engine.md)."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    chunks: list[list[int]] = []
+    for index in order:
+        if (
+            not chunks
+            or len(chunks[-1]) == batch_size
+            or (max_spread is not None and lengths[index] - lengths[chunks[-1][0]] > max_spread)
+        ):
+            chunks.append([])
+        chunks[-1].append(index)
     results: list[list[str]] = [[] for _ in lengths]
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in chunks:
         texts = run(chunk, [bans[i] for i in chunk] if bans is not None else None)
         for index, text in zip(chunk, texts, strict=True):
             results[index] = text

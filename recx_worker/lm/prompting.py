@@ -78,8 +78,11 @@ def _unique(values: Sequence[str], limit: int) -> list[str]:
     return list(seen)[:limit]
 
 
-def render_context(evidence: Evidence) -> str:
-    """The facts an explanation may use, one per line (identical at training and inference)."""
+def render_context(evidence: Evidence, with_liked: bool = True) -> str:
+    """The facts an explanation may use, one per line (identical at training and inference).
+
+    ``with_liked=False`` leaves out the "Shopper liked:" line (features of items the shopper rated
+    well), which a prompt without liked items lacks anyway: docs/engine.md measures it."""
     lines = []
     item_features = _unique(evidence.item_features, MAX_FEATURES)
     if item_features:
@@ -88,7 +91,7 @@ def render_context(evidence: Evidence) -> str:
     if user_features:
         lines.append(f"{LABELS[1]} " + ", ".join(user_features))
     liked = []
-    for item in evidence.supporting_items[:MAX_SUPPORTING]:
+    for item in evidence.supporting_items[:MAX_SUPPORTING] if with_liked else ():
         if item.rating is not None and item.rating < 4:
             continue  # only what the shopper liked supports a recommendation
         liked.extend(_unique(item.features, MAX_SUPPORTING_FEATURES))
@@ -100,9 +103,9 @@ def render_context(evidence: Evidence) -> str:
     return "\n".join(lines) if lines else "No facts known."
 
 
-def lm_input(evidence: Evidence) -> str:
+def lm_input(evidence: Evidence, with_liked: bool = True) -> str:
     """The fine-tuned model's input: the context followed by the answer cue."""
-    return f"{render_context(evidence)}\n{ANSWER_CUE}"
+    return f"{render_context(evidence, with_liked)}\n{ANSWER_CUE}"
 
 
 @dataclass(frozen=True, slots=True)
