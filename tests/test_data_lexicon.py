@@ -3,6 +3,7 @@ real-shaped reviews (the spaCy tagger runs for real)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -89,3 +90,28 @@ def test_subset_keeps_the_items_whose_reviews_name_the_keywords(tmp_path: Path) 
     out = tmp_path / "subset.json.gz"
     assert write_subset(path, {"I9"}, out) == 12
     assert write_subset(path, {"I9"}, tmp_path / "rest.json", invert=True) == 48
+
+
+def test_subset_cli_cuts_a_domain_and_its_complement(tmp_path: Path) -> None:
+    """`recx data subset` and `--invert` split the file into two domains: disjoint items,
+    every review in exactly one of them (the second-domain protocol of docs/data.md)."""
+    rows = reviews(60)
+    for i, row in enumerate(rows):
+        row["asin"] = "I9" if i % 5 == 1 else f"I{i % 3}"
+    path = tmp_path / "reviews.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    runner = CliRunner()
+    outs = {}
+    for name, flag in (("b", "--no-invert"), ("a", "--invert")):
+        outs[name] = tmp_path / f"reviews_{name}.json.gz"
+        args = ["data", "subset", "--reviews", str(path), "--keywords", "capo,capos"]
+        result = runner.invoke(app, [*args, "--out", str(outs[name]), flag])
+        assert result.exit_code == 0, result.output
+        assert "1 items name the keywords" in result.output
+    items = {}
+    for name, out in outs.items():
+        with gzip.open(out, "rt", encoding="utf-8") as lines:
+            items[name] = [json.loads(line)["asin"] for line in lines]
+    assert set(items["b"]) == {"I9"} and len(items["b"]) == 12
+    assert "I9" not in items["a"] and len(items["a"]) == 48
+    assert "other items (--invert)" in result.output

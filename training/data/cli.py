@@ -233,4 +233,7 @@ def subset(
     if not items:
         _fail(f"no item has {share:.0%} of its reviews naming {keywords}")
     lines = write_subset(reviews, items, out, invert=invert)
-    console.print(f"{len(items)} items selected; wrote {lines:,} reviews to {out}")
+    what = "the other items (--invert)" if invert else "them"
+    console.print(
+        f"{len(items)} items name the keywords; wrote {lines:,} reviews of {what} to {out}"
+    )
