@@ -8,8 +8,8 @@ Exactly-once: the outputs and the batch's offsets (``send_offsets_to_transaction
 consumer's group metadata, so a stale member is fenced, KIP-447) go into one Kafka transaction;
 a batch whose partitions were revoked before its transaction committed is aborted.
 
-``send``/``settle`` (``deliver`` = both) run on the processing thread; ``commit``/``revoked`` on the polling thread, which
-alone touches the consumer.
+``send``/``settle`` (``deliver`` = both) run on the processing thread; ``commit``/``revoked``
+on the polling thread, which alone touches the consumer.
 """
 
 from __future__ import annotations
