@@ -60,7 +60,6 @@ def nouns(text: str) -> tuple[str, ...]:
     return tuple(tok for tok, t, _ in tagged if t in NOUN_TAGS and tok.isalpha())
 
 
-
 # Nouns this common in general English ("world", "idea", "reason", "way") name no product
 # aspect; measured on Musical Instruments (docs/data.md: the noun-level guard).
 COMMON_ZIPF = 5.0

@@ -78,3 +78,11 @@ def test_share_of_ceiling_pairs_rows_of_the_same_worker_count() -> None:
     ]
     out = add_share_of_ceiling(rows)
     assert [r.get("share_of_ceiling") for r in out] == [0.8, None, 0.3, None, None]
+
+
+def test_a_dead_letter_counts_as_its_events_outcome() -> None:
+    letter = {"original": json.dumps({"event_id": "e3"}), "error_class": "NoExplanation"}
+    event_id, output = read_output(json.dumps(letter).encode(), 5)
+    assert (event_id, output.dead_letter, output.explainer) == ("e3", "NoExplanation", None)
+    stats = latency_stats({"e3": 0, "e4": 0}, {"e3": output, "e4": Output(9, "template")})
+    assert stats["dead_letters"] == 1 and stats["answered"] == {"template": 0.5}

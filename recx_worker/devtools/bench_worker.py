@@ -51,6 +51,7 @@ class Output(NamedTuple):
     explainer: str | None = None  # None: the ceiling echoes the input event
     latency_ms: float | None = None  # the chain's own latency (in-worker)
     skipped: tuple[tuple[str, str], ...] = ()  # (explainer, reason) of the stages skipped
+    dead_letter: str | None = None  # error class, for an event dead-lettered instead
 
 
 def bench_worker(
@@ -176,6 +177,8 @@ def latency_stats(sent: dict[str, int], outputs: dict[str, Output]) -> dict[str,
         stats["in_worker_p50_ms"] = round(percentile(in_worker, 50), 1)
         stats["in_worker_p99_ms"] = round(percentile(in_worker, 99), 1)
     answered = Counter(o.explainer for o in mine if o.explainer is not None)
+    if dead := sum(o.dead_letter is not None for o in mine):
+        stats["dead_letters"] = dead
     if answered:
         stats["answered"] = {k: round(v / len(mine), 4) for k, v in answered.most_common()}
         skips = Counter(f"{name}: {reason}" for o in mine for name, reason in o.skipped)
@@ -236,6 +239,7 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
                 "cpu_us_per_event": round(cpu_s / n * 1e6, 1) if cpu_s is not None else None,
                 "latency_rate_per_s": round(rate, 1),
                 "latency_events": k,
+                "dead_letters": sum(o.dead_letter is not None for o in appended.values()),
             }
             | stats
         ]
@@ -259,7 +263,8 @@ def _create_topics(bootstrap: str, run: str, partitions: int) -> dict[str, str]:
             NewTopic(topics["input"], partitions, 1),
             NewTopic(topics["output"], partitions, 1,
                      topic_configs={"message.timestamp.type": "LogAppendTime"}),
-            NewTopic(topics["dlq"], 1, 1),
+            NewTopic(topics["dlq"], 1, 1,
+                     topic_configs={"message.timestamp.type": "LogAppendTime"}),
         ]
     )  # fmt: skip
     admin.close()
@@ -403,9 +408,12 @@ def _publish(
 
 
 def read_output(value: bytes, appended_ms: int) -> tuple[str, Output]:
-    """``(event_id, Output)`` of one output record (an explanation event, or the ceiling's
-    echo of the input event)."""
+    """``(event_id, Output)`` of one output record: an explanation event, a dead letter (its
+    original event's id), or the ceiling's echo of the input event."""
     doc = json.loads(value)
+    if "error_class" in doc and "original" in doc:
+        event_id = json.loads(doc["original"])["event_id"]
+        return event_id, Output(appended_ms, dead_letter=doc["error_class"])
     skipped = tuple((s["explainer"], s["reason"]) for s in doc.get("skipped") or ())
     return doc["event_id"], Output(
         appended_ms, doc.get("explainer"), doc.get("latency_ms"), skipped
@@ -419,12 +427,19 @@ def _collect(
     timeout_s: float,
     on_first: Callable[[], None] | None = None,
 ) -> dict[str, Output]:
-    """``{event_id: Output}`` once ``n`` distinct outputs are on ``topic``; ``on_first`` is
-    called when the first one is seen."""
+    """``{event_id: Output}`` once ``n`` distinct outputs are on ``topic`` and its dead-letter
+    topic (``<topic minus .out>.in.dlq``; a dead letter is an outcome too, so a benchmark
+    never waits for an event that was dead-lettered); ``on_first`` is called when the first
+    one is seen."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    dlq = topic.removesuffix(".out") + ".in.dlq"
+    tps = [
+        TopicPartition(t, p)
+        for t in (topic, dlq)
+        for p in sorted(consumer.partitions_for_topic(t) or ())
+    ]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     seen: dict[str, Output] = {}

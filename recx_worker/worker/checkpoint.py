@@ -55,6 +55,7 @@ class Batch:
     fatal: FatalDeliveryError | None = None
     outputs: list[OutRecord] = field(default_factory=list)
     delivered: bool = False
+    computed: bool = False  # its outputs are computed (or it was abandoned before)
     acked_at: float = 0.0  # wall clock, for end-to-end latency
 
     def next_offsets(self) -> dict[TopicPartition, int]:

@@ -187,7 +187,7 @@ class Worker:
         while not self._stop.is_set():
             self._heartbeat.beat()
             busy = bool(self._inflight) or bool(self._buffer)
-            room = self.flow.room(len(self._buffer))
+            room = self.flow.room(self._held())
             polled = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=room)
             self._take(polled)
             self._reposition_assigned()
@@ -196,7 +196,7 @@ class Worker:
             if now >= commit_retry_at and not self._checkpoint.commit():
                 commit_retry_at = now + 1.0
             self._maybe_start_batch()
-            self.flow.apply(self.consumer, len(self._buffer), self._reposition)
+            self.flow.apply(self.consumer, self._held(), self._reposition)
             self.lag.maybe_measure(
                 self.consumer, self._checkpoint.tracker.last_committed, self._reposition
             )
@@ -219,6 +219,12 @@ class Worker:
                 self.metrics.events_in.labels(tp.topic).inc(len(batch))
             self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
 
+    def _held(self) -> int:
+        """Fetched events not finished: buffered, or in a batch handed over (flow control
+        bounds these, and with them the at-least-once duplicate window)."""
+        self._processing()
+        return len(self._buffer) + sum(len(b.records) for b in self._handed)
+
     def _processing(self) -> int:
         """Batches handed to the processing thread and not finished (polling thread)."""
         while self._handed and self._handed[0].finished.is_set():
@@ -226,12 +232,15 @@ class Worker:
         return len(self._handed)
 
     def _maybe_start_batch(self) -> None:
+        """Hand a micro-batch over when the buffer holds a full one, or its oldest event
+        waited ``max_wait_ms`` and no handed batch is still being computed (a partial batch
+        keeps growing meanwhile, so a slow chain still gets large batches)."""
         cfg = self.cfg
         if not self._buffer or self._processing() >= self._depth:
             return
-        if (
-            len(self._buffer) < cfg.max_batch
-            and (time.monotonic() - self._buffer[0][0]) * 1000 < cfg.max_wait_ms
+        if len(self._buffer) < cfg.max_batch and (
+            any(not b.computed for b in self._handed)
+            or (time.monotonic() - self._buffer[0][0]) * 1000 < cfg.max_wait_ms
         ):
             return
         # taken outside our lock: the consumer's own lock may be held by its IO thread
@@ -384,6 +393,8 @@ class Worker:
                 batch = self._work.popleft() if self._work else _IDLE
             if isinstance(batch, Batch) and not batch.abandoned.is_set():
                 batch.outputs = self._outputs(batch.records)
+            if isinstance(batch, Batch):
+                batch.computed = True  # the polling thread may hand a partial batch now
             if sent is not None:  # the previous batch: wait for its acknowledgement
                 self._settle(*sent)
                 sent = None
