@@ -284,11 +284,13 @@ class Worker:
     def _completed(self, batch: Batch) -> None:
         """Account for a delivered batch (caller holds the lock)."""
         self._checkpoint.completed(batch)
+        counts = collections.Counter((out.kind, out.label) for out in batch.outputs)
+        for (kind, label), n in counts.items():  # one increment per label, not per event
+            counter = (
+                self.metrics.events_out if kind == "explanation" else self.metrics.dead_letters
+            )
+            counter.labels(label).inc(n)
         for out in batch.outputs:
-            if out.kind == "explanation":
-                self.metrics.events_out.labels(out.label).inc()
-            else:
-                self.metrics.dead_letters.labels(out.label).inc()
             if out.source.timestamp_ms is not None:
                 latency = batch.acked_at - out.source.timestamp_ms / 1000
                 self.metrics.end_to_end.observe(max(latency, 0.0))
