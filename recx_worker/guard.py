@@ -191,6 +191,23 @@ class Guard:
             grounded=not ungrounded and len(unsupported) <= max(self.unsupported_nouns, 0),
         )
 
+    def prepare(self, pairs: Sequence[tuple[ExplainRequest, str]]) -> None:
+        """Before checking a micro-batch's texts one by one: tag, in one batched pass, those
+        whose noun check will need the tagger (the checks' results do not change)."""
+        if self.vocabulary is None or self.unsupported_nouns < 0:
+            return
+        nouns.prefetch_nouns(text for request, text in pairs if self._suspects(request, text))
+
+    def _suspects(self, request: ExplainRequest, text: str) -> list[str]:
+        """Words of ``text`` that could be content nouns and that neither the fixed words nor
+        the item's words support: only these need the tagger."""
+        assert self.vocabulary is not None
+        suspects = [w for w in candidate_nouns(text) if not _supported(w, self._fixed_words)]
+        if not suspects:
+            return []
+        own = self._item_words(request)
+        return [w for w in suspects if not _supported(w, own)]
+
     def _text_facts(self, text: str) -> _TextFacts:
         """What the checks need from ``text`` alone (cached per text: see ``__init__``)."""
         return _TextFacts(
@@ -207,14 +224,9 @@ class Guard:
         could be a content noun (``nouns.candidate_nouns``, from the tokenizer alone) is
         first looked up in the fixed words, then in the item's; when all are supported,
         no noun can be unsupported, whatever the tagger would say."""
-        assert self.vocabulary is not None
-        suspects = [w for w in candidate_nouns(text) if not _supported(w, self._fixed_words)]
-        if not suspects:
+        if not self._suspects(request, text):
             return []
-        own = self._item_words(request)
-        if all(_supported(w, own) for w in suspects):
-            return []
-        known = own | self._fixed_words
+        known = self._item_words(request) | self._fixed_words
         return [n for n in content_nouns(text) if not _supported(n, known)]
 
     def _item_words(self, request: ExplainRequest) -> frozenset[str]:
