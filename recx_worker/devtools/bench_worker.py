@@ -359,6 +359,7 @@ def _wait_assigned(
 ) -> None:
     """Wait until the group is stable with ``count`` members (all warmed up and assigned)."""
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     deadline = time.monotonic() + timeout_s
@@ -367,7 +368,10 @@ def _wait_assigned(
             for proc in procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a benchmark process exited early ({proc.returncode})")
-            desc = admin.describe_groups([group]).get(group) or {}
+            try:
+                desc = admin.describe_groups([group]).get(group) or {}
+            except KafkaError:  # e.g. no coordinator yet on a broker that just started
+                desc = {}
             if (
                 str(desc.get("group_state", "")).lower() == "stable"
                 and len(desc.get("members") or []) == count
