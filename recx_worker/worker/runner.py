@@ -399,6 +399,8 @@ class Worker:
                 batch.computed = True  # the polling thread may hand a partial batch now
             if sent is not None:  # the previous batch: wait for its acknowledgement
                 self._settle(*sent)
+                if sent[0].fatal is not None and isinstance(batch, Batch):
+                    batch.abandoned.set()  # the worker stops: nothing is sent after it
                 sent = None
             if batch is None:
                 return
