@@ -289,6 +289,13 @@ class ExplainerChain:
             return list(pending)
         latency_ms = (time.perf_counter() - t0) * 1000
         self.batcher.observe(stage.name, len(batch), latency_ms / 1000)
+        self.guard.prepare(
+            [
+                (requests[i], outcome.text.strip())
+                for i, outcome in zip(pending, outcomes, strict=True)
+                if isinstance(outcome, Explanation) and isinstance(outcome.text, str)
+            ]
+        )
         still: list[int] = []
         for i, outcome in zip(pending, outcomes, strict=True):
             why, verdict = self._judge(requests[i], outcome)

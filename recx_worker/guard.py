@@ -17,21 +17,35 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 from recx_worker import nouns
 from recx_worker.events import MAX_TEXT_CHARS
 from recx_worker.explainer import ExplainRequest
 from recx_worker.features import Lexicon, words
-from recx_worker.nouns import content_nouns, number_forms
+from recx_worker.nouns import candidate_nouns, content_nouns, number_forms
 from recx_worker.prepared import ItemVocabulary
 
 if TYPE_CHECKING:
     from recx_worker.config import Settings
 
 
+#: Distinct texts whose text-only facts a guard keeps (LRU).
+TEXT_CACHE = 16384
+
+
 class ExtraGuard(Protocol):
     def check(self, request: ExplainRequest, text: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _TextFacts:
+    """What the checks need from a text alone, whatever the request."""
+
+    mentioned: tuple[str, ...]  # lexicon features, in order of first mention
+    n_words: int
+    pattern_reason: str | None  # personal data, link, forbidden term, instruction echo
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +128,11 @@ class Guard:
         self.max_chars = max_chars
         self.word_slack = word_slack
         self.min_words = min_words
+        fixed = vocabulary.generic if vocabulary is not None else frozenset()
+        self._fixed_words = fixed | FRAMING_NOUNS
+        # Per-text results are cached: a stream repeats texts (the template explainer's
+        # above all), and the lexicon and pattern scans cost more than the look-up.
+        self._facts = lru_cache(maxsize=TEXT_CACHE)(self._text_facts)
 
     @classmethod
     def with_plugins(cls, lexicon: Lexicon, settings: Settings | None = None, **kwargs) -> Guard:
@@ -148,29 +167,67 @@ class Guard:
             nouns.warm_up()
 
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
-        mentioned = self.lexicon.find(text)
+        facts = self._facts(text)
+        mentioned = list(facts.mentioned)
         allowed = request.evidence.allowed_features()
         ungrounded = [f for f in mentioned if f not in allowed]
         if ungrounded:  # evidence features are normally lexicon-normalised already
             normalised = {" ".join(words(f)) for f in allowed}
             ungrounded = [f for f in ungrounded if f not in normalised]
         unsupported: list[str] = []
-        if self.vocabulary is not None and words(text):
+        if self.vocabulary is not None and facts.n_words:
             # A feature the item's own train reviews mention (its profile's) is grounded even
             # if the evidence does not name it.
-            has = self.vocabulary.features_of(request.item_id)
-            ungrounded = [f for f in ungrounded if f not in has]
-            own = self._item_words(request)
+            if ungrounded:
+                has = self.vocabulary.features_of(request.item_id)
+                ungrounded = [f for f in ungrounded if f not in has]
             if self.unsupported_nouns >= 0:
-                known = own | self.vocabulary.generic | FRAMING_NOUNS
-                unsupported = [n for n in content_nouns(text) if not _supported(n, known)]
-        reason = self._reason(request, text, ungrounded, unsupported)
+                unsupported = self._unsupported(request, text)
+        reason = self._reason(request, text, facts, ungrounded, unsupported)
         return GuardVerdict(
             ok=reason is None,
             reason=reason,
             mentioned_features=mentioned,
             grounded=not ungrounded and len(unsupported) <= max(self.unsupported_nouns, 0),
         )
+
+    def prepare(self, pairs: Sequence[tuple[ExplainRequest, str]]) -> None:
+        """Before checking a micro-batch's texts one by one: tag, in one batched pass, those
+        whose noun check will need the tagger (the checks' results do not change)."""
+        if self.vocabulary is None or self.unsupported_nouns < 0:
+            return
+        nouns.prefetch_nouns(text for request, text in pairs if self._suspects(request, text))
+
+    def _suspects(self, request: ExplainRequest, text: str) -> list[str]:
+        """Words of ``text`` that could be content nouns and that neither the fixed words nor
+        the item's words support: only these need the tagger."""
+        assert self.vocabulary is not None
+        suspects = [w for w in candidate_nouns(text) if not _supported(w, self._fixed_words)]
+        if not suspects:
+            return []
+        own = self._item_words(request)
+        return [w for w in suspects if not _supported(w, own)]
+
+    def _text_facts(self, text: str) -> _TextFacts:
+        """What the checks need from ``text`` alone (cached per text: see ``__init__``)."""
+        return _TextFacts(
+            mentioned=tuple(self.lexicon.find(text)),
+            n_words=len(words(text)),
+            pattern_reason=self._pattern_reason(text),
+        )
+
+    def _unsupported(self, request: ExplainRequest, text: str) -> list[str]:
+        """The text's content nouns that neither the item's words, the evidence, the
+        catalogue's generic words nor the framing nouns support.
+
+        Tagging costs milliseconds, so it runs only when it can matter: every word that
+        could be a content noun (``nouns.candidate_nouns``, from the tokenizer alone) is
+        first looked up in the fixed words, then in the item's; when all are supported,
+        no noun can be unsupported, whatever the tagger would say."""
+        if not self._suspects(request, text):
+            return []
+        known = self._item_words(request) | self._fixed_words
+        return [n for n in content_nouns(text) if not _supported(n, known)]
 
     def _item_words(self, request: ExplainRequest) -> frozenset[str]:
         """Words the item's train reviews or the evidence use."""
@@ -179,8 +236,23 @@ class Guard:
         extra = [*evidence.allowed_features(), evidence.item_snippet or ""]
         return self.vocabulary.words_of(request.item_id) | {w for t in extra for w in words(t)}
 
-    def _size_reason(self, request: ExplainRequest, text: str) -> str | None:
-        n_words = len(words(text))
+    def _pattern_reason(self, text: str) -> str | None:
+        """Personal data, links, forbidden terms or an instruction echo in ``text``."""
+        if _EMAIL.search(text):
+            return "contains an e-mail address"
+        if _URL.search(text):
+            return "contains a URL"
+        if _PHONE.search(text):
+            return "contains a phone number"
+        if self._forbidden is not None and self._forbidden.search(text):
+            return "contains a forbidden term"  # the term itself may be personal data: not logged
+        for pattern, label in _INJECTION:
+            if match := pattern.search(text):
+                marker = match.group(0).strip().lstrip(".!?").strip()
+                return f"instruction echo ({label}): {marker!r}"
+        return None
+
+    def _size_reason(self, request: ExplainRequest, text: str, n_words: int) -> str | None:
         if n_words == 0:
             return "empty text"
         if n_words < self.min_words:
@@ -196,28 +268,19 @@ class Guard:
         self,
         request: ExplainRequest,
         text: str,
+        facts: _TextFacts,
         ungrounded: list[str],
-        unsupported: list[str] = (),  # type: ignore[assignment]
+        unsupported: list[str],
     ) -> str | None:
-        if size := self._size_reason(request, text):
+        if size := self._size_reason(request, text, facts.n_words):
             return size
         if ungrounded:
             return f"ungrounded feature '{ungrounded[0]}'"
         if unsupported and len(unsupported) > self.unsupported_nouns:
             shown = ", ".join(f"'{n}'" for n in unsupported[:3])
             return f"unsupported noun {shown}: not in the item's reviews or the evidence"
-        if _EMAIL.search(text):
-            return "contains an e-mail address"
-        if _URL.search(text):
-            return "contains a URL"
-        if _PHONE.search(text):
-            return "contains a phone number"
-        if self._forbidden is not None and self._forbidden.search(text):
-            return "contains a forbidden term"  # the term itself may be personal data: not logged
-        for pattern, label in _INJECTION:
-            if match := pattern.search(text):
-                marker = match.group(0).strip().lstrip(".!?").strip()
-                return f"instruction echo ({label}): {marker!r}"
+        if facts.pattern_reason is not None:
+            return facts.pattern_reason
         for guard in self.extra_guards:
             name = type(guard).__name__
             try:

@@ -10,7 +10,7 @@ share of negative explanations in ``recx eval`` and the filter of training targe
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def _analyzer() -> Any:
     return SentimentIntensityAnalyzer()
 
 
+@lru_cache(maxsize=16384)  # deterministic; a stream repeats texts (the template's above all)
 def compound(text: str) -> float:
     """VADER's compound sentiment of ``text`` (-1 most negative .. +1 most positive; 0 if empty)."""
     if not text.strip():

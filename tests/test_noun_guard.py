@@ -137,3 +137,25 @@ def test_the_recommendations_own_framing_is_not_a_feature_claim(vocabulary) -> N
     text = "Recommended because you liked the skin on one you rated 5 stars: reviewers say so."
     verdict = Guard(LEXICON, vocabulary=vocabulary).check(request(), text)
     assert verdict.ok and verdict.grounded, verdict.reason
+
+
+def test_prepared_micro_batches_get_the_same_verdicts(vocabulary) -> None:
+    """`prepare` tags a micro-batch's texts in one pass; the verdicts do not change, and the
+    words the tokenizer alone clears never reach the tagger."""
+    from recx_worker import nouns
+
+    texts = [
+        "Recommended because you liked the fretboard and the guitar strings.",
+        "The lather is rich and the scalps stop itching.",
+        "The clay mask dries fast and feels great.",
+        "The scent is lovely and the bottles last for months.",
+    ]
+    pairs = [(request(), text) for text in texts]
+    alone = [Guard(LEXICON, vocabulary=vocabulary).check(r, t) for r, t in pairs]
+    nouns._noun_cache.clear()
+    guard = Guard(LEXICON, vocabulary=vocabulary)
+    guard.prepare(pairs)
+    tagged = set(nouns._noun_cache)
+    assert texts[0] in tagged and texts[2] in tagged  # unknown words: tagged, in one pass
+    assert [guard.check(r, t) for r, t in pairs] == alone
+    assert [v.ok for v in alone] == [False, True, False, True]

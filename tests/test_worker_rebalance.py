@@ -192,10 +192,10 @@ def test_revocation_commits_a_finished_batch_before_the_partitions_go(broker) ->
     batch = Batch(records=records, epoch=worker._epoch)
     batch.delivered = True
     batch.finished.set()
-    worker._inflight = batch
+    worker._inflight.append(batch)
     worker.revoked({TP0})
     assert run.consumer.async_commits == [{TP0: 5}]
-    assert worker._inflight is None and TP0 not in worker._owned
+    assert not worker._inflight and TP0 not in worker._owned
 
 
 def test_lost_partitions_are_not_committed(broker) -> None:

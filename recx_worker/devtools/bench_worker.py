@@ -3,17 +3,25 @@
 For each worker count: fresh topics, then
 1. throughput: ``events`` recommendation events (from the prepared test split, with the
    users' histories) are written first; the workers start and drain that backlog;
-   events/s = events / (last output appended - first output appended);
+   events/s = events / (last output appended - first output appended); the CPU the worker
+   processes used meanwhile gives CPU microseconds per event (a measure the machine's other
+   load hardly moves);
 2. latency: events are published at a steady rate (``load`` x the measured throughput) and
    end-to-end latency = output appended by the broker (the output topic uses
    ``LogAppendTime``; the broker acknowledges right after) - event record timestamp.
 The ceiling runs the same two phases with the same kafka-python clients doing nothing but
 consume -> produce (acks=all) -> commit.
+
+With ``--rates`` the workers start warm (no backlog) and each rate is a latency run at that
+absolute rate (events/s): end-to-end and in-worker latency (the chain's own ``latency_ms``),
+the share of events each explainer answered, and why earlier stages did not (the stages each
+event skipped, with their reasons, e.g. ``lora: deadline_skipped``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -21,8 +29,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -30,6 +40,18 @@ from recx_worker.devtools.benchio import percentile
 from recx_worker.signals import interrupt_on_sigterm
 
 MODES = ("worker", "ceiling")
+#: Fewest events of one ``--rates`` latency run.
+MIN_RATE_EVENTS = 5
+
+
+class Output(NamedTuple):
+    """One output record as the benchmark reads it."""
+
+    appended_ms: int  # broker LogAppendTime
+    explainer: str | None = None  # None: the ceiling echoes the input event
+    latency_ms: float | None = None  # the chain's own latency (in-worker)
+    skipped: tuple[tuple[str, str], ...] = ()  # (explainer, reason) of the stages skipped
+    dead_letter: str | None = None  # error class, for an event dead-lettered instead
 
 
 def bench_worker(
@@ -41,7 +63,18 @@ def bench_worker(
     load: Annotated[
         float, typer.Option(min=0.05, max=1.0, help="Latency run rate, share of throughput")
     ] = 0.5,
+    rates: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated absolute rates (events/s), e.g. 0.5,1,2,4: one latency run "
+            "per rate on warm workers, no throughput run (`--load` is then unused)"
+        ),
+    ] = None,
     latency_seconds: Annotated[float, typer.Option(min=2, help="Latency run length")] = 10.0,
+    latency_target_ms: Annotated[
+        int | None, typer.Option(min=0, help="worker.latency_target_ms (default: settings)")
+    ] = None,
+    ceiling: Annotated[bool, typer.Option(help="Also run the consume+produce ceiling")] = True,
     bootstrap: Annotated[
         str | None, typer.Option(help="Kafka to use (default: a temporary local broker)")
     ] = None,
@@ -61,8 +94,9 @@ def bench_worker(
         raise typer.Exit(2)
     try:
         counts = [int(c) for c in workers.split(",") if c.strip()]
-    except ValueError:
-        typer.secho(f"error: --workers must be comma-separated integers: {workers!r}", err=True)
+        rate_list = parse_rates(rates) if rates is not None else None
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     payloads = _events_from_data(Path(data), events)
     interrupt_on_sigterm()  # a terminated bench still stops its workers and broker
@@ -72,78 +106,143 @@ def bench_worker(
 
         broker = LocalKafka(Path(tempfile.mkdtemp(prefix="recx-bench-kafka-")), nodes=1).start()
         bootstrap = broker.bootstrap
+    options = {
+        "partitions": partitions,
+        "data": Path(data),
+        "index": Path(index),
+        "chain": chain,
+        "max_batch": max_batch,
+        "load": load,
+        "rates": rate_list,
+        "latency_seconds": latency_seconds,
+        "latency_target_ms": latency_target_ms,
+    }
     rows: list[dict[str, Any]] = []
     try:
         for count in counts:
-            for mode in MODES:
-                options = {
-                    "partitions": partitions,
-                    "data": Path(data),
-                    "index": Path(index),
-                    "chain": chain,
-                    "max_batch": max_batch,
-                    "load": load,
-                    "latency_seconds": latency_seconds,
-                }
-                rows.append(_run(mode, count, bootstrap, payloads, **options))
+            for mode in MODES if ceiling else MODES[:1]:
+                rows.extend(_run(mode, count, bootstrap, payloads, **options))
     finally:
         if broker is not None:
             broker.stop()
     report(
         "worker",
-        rows,
+        add_share_of_ceiling(rows),
         out=out,
         events=events,
         partitions=partitions,
         chain=chain,
         max_batch=max_batch,
-        load=load,
+        load=None if rate_list else load,
+        rates=rate_list,
+        latency_target_ms=latency_target_ms,
         latency="output LogAppendTime - event record timestamp",
+        in_worker_latency="the explanation event's latency_ms (the chain, for its micro-batch)",
     )
 
 
-# ------------------------------------------------------------------------------ one run
-def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any) -> dict:
-    from kafka.admin import KafkaAdminClient, NewTopic
+def parse_rates(text: str) -> list[float]:
+    """``"0.5,1,2"`` -> ``[0.5, 1.0, 2.0]``; raises ValueError for anything but positive
+    finite numbers."""
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--rates must be comma-separated numbers: {text!r}") from None
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise ValueError(f"--rates must be positive events/s: {text!r}")
+    return rates
 
+
+def rate_events(rate: float, seconds: float) -> int:
+    """Events of one latency run at ``rate`` for ``seconds`` (at least ``MIN_RATE_EVENTS``)."""
+    return max(math.ceil(rate * seconds), MIN_RATE_EVENTS)
+
+
+def send_offsets(n: int, rate: float) -> list[float]:
+    """When (seconds after the start) each of ``n`` events is due at a steady ``rate``."""
+    return [i / rate for i in range(n)]
+
+
+def latency_stats(sent: dict[str, int], outputs: dict[str, Output]) -> dict[str, Any]:
+    """End-to-end and in-worker p50/p99, and who answered, for the events of ``sent``
+    (``{event_id: record timestamp ms}``) found in ``outputs``."""
+    mine = [outputs[e] for e in sent if e in outputs]
+    e2e = [outputs[e].appended_ms - ts for e, ts in sent.items() if e in outputs]
+    in_worker = [o.latency_ms for o in mine if o.latency_ms is not None]
+    stats: dict[str, Any] = {
+        "p50_ms": round(percentile(e2e, 50), 1),
+        "p99_ms": round(percentile(e2e, 99), 1),
+    }
+    if in_worker:
+        stats["in_worker_p50_ms"] = round(percentile(in_worker, 50), 1)
+        stats["in_worker_p99_ms"] = round(percentile(in_worker, 99), 1)
+    answered = Counter(o.explainer for o in mine if o.explainer is not None)
+    if dead := sum(o.dead_letter is not None for o in mine):
+        stats["dead_letters"] = dead
+    if answered:
+        stats["answered"] = {k: round(v / len(mine), 4) for k, v in answered.most_common()}
+        skips = Counter(f"{name}: {reason}" for o in mine for name, reason in o.skipped)
+        stats["skipped"] = dict(skips.most_common())
+    return stats
+
+
+def add_share_of_ceiling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each worker throughput row gets ``share_of_ceiling``: its events/s over the ceiling's
+    with the same worker count (same run)."""
+    ceilings = {
+        r["workers"]: r["events_per_s"]
+        for r in rows
+        if r["mode"].startswith("ceiling") and r.get("events_per_s")
+    }
+    for row in rows:
+        top = ceilings.get(row["workers"])
+        if row["mode"] == "recx worker" and row.get("events_per_s") and top:
+            row["share_of_ceiling"] = round(row["events_per_s"] / top, 3)
+    return rows
+
+
+# ------------------------------------------------------------------------------ one run
+def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any) -> list[dict]:
     run = f"bench-{mode}-{count}-{uuid.uuid4().hex[:6]}"
-    topics = {"input": f"{run}.in", "output": f"{run}.out", "dlq": f"{run}.in.dlq"}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics(
-        [
-            NewTopic(topics["input"], kw["partitions"], 1),
-            NewTopic(topics["output"], kw["partitions"], 1,
-                     topic_configs={"message.timestamp.type": "LogAppendTime"}),
-            NewTopic(topics["dlq"], 1, 1),
-        ]
-    )  # fmt: skip
-    admin.close()
-    n = len(payloads)
-    # throughput: a backlog of every event, drained by processes started after it was written
-    _publish(bootstrap, topics["input"], payloads, rate=None)
+    topics = _create_topics(bootstrap, run, kw["partitions"])
+    label = "recx worker" if mode == "worker" else "ceiling (consume+produce)"
+    base = {"mode": label, "workers": count}
+    if kw["rates"] is None:  # a backlog of every event, drained by processes started after it
+        _publish(bootstrap, topics["input"], payloads, rate=None)
     procs = [_start(mode, i, bootstrap, topics, run, kw) for i in range(count)]
     try:
-        appended = _collect(bootstrap, topics["output"], n, timeout_s=max(300, n / 20))
-        span = (max(appended.values()) - min(appended.values())) / 1000
-        throughput = (n - 1) / span
+        if kw["rates"] is not None:
+            _wait_assigned(procs, bootstrap, f"{run}-group", count, timeout_s=900)
+            rows, done = [], 0
+            for rate in kw["rates"]:
+                k = rate_events(rate, kw["latency_seconds"])
+                stats = _latency(bootstrap, topics, payloads, rate, k, done, kw)
+                rows.append(base | {"rate_per_s": rate, "events": k} | stats)
+                done += k
+            return rows
+        n = len(payloads)
+        cpu = _CpuMeter(procs)
+        appended = _collect(bootstrap, topics["output"], n, max(300, n / 20), on_first=cpu.start)
+        cpu_s = cpu.seconds()
+        stamps = [o.appended_ms for o in appended.values()]
+        throughput = (n - 1) / ((max(stamps) - min(stamps)) / 1000)
         _wait_assigned(procs, bootstrap, f"{run}-group", count)
         # latency: a steady rate below the throughput just measured
         rate = throughput * kw["load"]
         k = max(int(rate * kw["latency_seconds"]), 100)
-        steady = [dict(p, event_id=f"lat-{i}-{p['event_id']}") for i, p in enumerate(payloads[:k])]
-        sent = _publish(bootstrap, topics["input"], steady, rate=rate, stamps=True)
-        appended = _collect(bootstrap, topics["output"], n + k, timeout_s=max(120, k / 20))
-        lat = sorted(appended[e] - sent[e] for e in sent)  # type: ignore[index]
-        return {
-            "mode": "recx worker" if mode == "worker" else "ceiling (consume+produce)",
-            "workers": count,
-            "events": n,
-            "events_per_s": round(throughput, 1),
-            "latency_rate_per_s": round(rate, 1),
-            "latency_events": k,
-            "p50_ms": round(percentile(lat, 50), 1),
-            "p99_ms": round(percentile(lat, 99), 1),
-        }
+        stats = _latency(bootstrap, topics, payloads, rate, k, n, kw)
+        return [
+            base
+            | {
+                "events": n,
+                "events_per_s": round(throughput, 1),
+                "cpu_us_per_event": round(cpu_s / n * 1e6, 1) if cpu_s is not None else None,
+                "latency_rate_per_s": round(rate, 1),
+                "latency_events": k,
+                "dead_letters": sum(o.dead_letter is not None for o in appended.values()),
+            }
+            | stats
+        ]
     finally:
         for proc in procs:
             proc.terminate()
@@ -154,11 +253,85 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
                 proc.kill()
 
 
+def _create_topics(bootstrap: str, run: str, partitions: int) -> dict[str, str]:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topics = {"input": f"{run}.in", "output": f"{run}.out", "dlq": f"{run}.in.dlq"}
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics(
+        [
+            NewTopic(topics["input"], partitions, 1),
+            NewTopic(topics["output"], partitions, 1,
+                     topic_configs={"message.timestamp.type": "LogAppendTime"}),
+            NewTopic(topics["dlq"], 1, 1,
+                     topic_configs={"message.timestamp.type": "LogAppendTime"}),
+        ]
+    )  # fmt: skip
+    admin.close()
+    return topics
+
+
+def _latency(
+    bootstrap: str,
+    topics: dict[str, str],
+    payloads: list[dict],
+    rate: float,
+    k: int,
+    done: int,
+    kw: dict[str, Any],
+) -> dict[str, Any]:
+    """Publish ``k`` fresh events at ``rate``; wait until the ``done`` earlier outputs and
+    theirs are out; their latency statistics."""
+    tag = uuid.uuid4().hex[:4]
+    picked = [payloads[i % len(payloads)] for i in range(k)]
+    steady = [dict(p, event_id=f"lat-{tag}-{i}-{p['event_id']}") for i, p in enumerate(picked)]
+    sent = _publish(bootstrap, topics["input"], steady, rate=rate, stamps=True)
+    timeout = max(120, k / 20, 3 * k / rate)
+    outputs = _collect(bootstrap, topics["output"], done + k, timeout_s=timeout)
+    return latency_stats(sent, outputs)
+
+
+class _CpuMeter:
+    """CPU seconds (user + system) the benchmark's processes use from ``start`` on (Linux
+    ``/proc``; None elsewhere)."""
+
+    def __init__(self, procs: Sequence[Any]) -> None:
+        self.pids = [p.pid for p in procs]
+        self.begin: float | None = None
+
+    def _total(self) -> float | None:
+        try:
+            ticks = 0
+            for pid in self.pids:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            return ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def start(self) -> None:
+        self.begin = self._total()
+
+    def seconds(self) -> float | None:
+        end = self._total()
+        return None if end is None or self.begin is None else end - self.begin
+
+
 def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) -> Any:
-    from recx_worker.config import settings_env
+    from recx_worker.config import config_file_in_use, settings_env
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECX_")}
+    if (config := config_file_in_use()) is not None:  # `recx --config X bench worker`
+        env["RECX_CONFIG"] = str(Path(config).resolve())
     env["OMP_NUM_THREADS"] = "1"
+    worker: dict[str, Any] = {
+        "worker_id": f"bench-{i}",
+        "metrics_port": -1,
+        "max_batch": kw["max_batch"],
+        "log_level": "WARNING",
+    }
+    if kw["latency_target_ms"] is not None:
+        worker["latency_target_ms"] = kw["latency_target_ms"]
     env |= settings_env(
         {
             "kafka": {
@@ -170,12 +343,7 @@ def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) 
             },
             "paths": {"data_dir": kw["data"], "index_dir": kw["index"]},
             "chain": {"explainers": kw["chain"].split(",")},
-            "worker": {
-                "worker_id": f"bench-{i}",
-                "metrics_port": -1,
-                "max_batch": kw["max_batch"],
-                "log_level": "WARNING",
-            },
+            "worker": worker,
         }
     )
     if mode == "worker":
@@ -191,6 +359,7 @@ def _wait_assigned(
 ) -> None:
     """Wait until the group is stable with ``count`` members (all warmed up and assigned)."""
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     deadline = time.monotonic() + timeout_s
@@ -199,7 +368,10 @@ def _wait_assigned(
             for proc in procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a benchmark process exited early ({proc.returncode})")
-            desc = admin.describe_groups([group]).get(group) or {}
+            try:
+                desc = admin.describe_groups([group]).get(group) or {}
+            except KafkaError:  # e.g. no coordinator yet on a broker that just started
+                desc = {}
             if (
                 str(desc.get("group_state", "")).lower() == "stable"
                 and len(desc.get("members") or []) == count
@@ -221,10 +393,11 @@ def _publish(
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     sent: dict[str, int] = {}
     first = int(time.time() * 1000)
+    due = send_offsets(len(payloads), rate) if rate is not None else None
     started = time.monotonic()
     for i, payload in enumerate(payloads):
-        if rate is not None:
-            delay = started + i / rate - time.monotonic()
+        if due is not None:
+            delay = started + due[i] - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         ts = int(time.time() * 1000)
@@ -238,24 +411,54 @@ def _publish(
     return sent if stamps else first
 
 
-def _collect(bootstrap: str, topic: str, n: int, timeout_s: float) -> dict[str, int]:
-    """``{event_id: append timestamp}`` once ``n`` distinct outputs are on ``topic``."""
+def read_output(value: bytes, appended_ms: int) -> tuple[str, Output]:
+    """``(event_id, Output)`` of one output record: an explanation event, a dead letter (its
+    original event's id), or the ceiling's echo of the input event."""
+    doc = json.loads(value)
+    if "error_class" in doc and "original" in doc:
+        event_id = json.loads(doc["original"])["event_id"]
+        return event_id, Output(appended_ms, dead_letter=doc["error_class"])
+    skipped = tuple((s["explainer"], s["reason"]) for s in doc.get("skipped") or ())
+    return doc["event_id"], Output(
+        appended_ms, doc.get("explainer"), doc.get("latency_ms"), skipped
+    )
+
+
+def _collect(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    timeout_s: float,
+    on_first: Callable[[], None] | None = None,
+) -> dict[str, Output]:
+    """``{event_id: Output}`` once ``n`` distinct outputs are on ``topic`` and its dead-letter
+    topic (``<topic minus .out>.in.dlq``; a dead letter is an outcome too, so a benchmark
+    never waits for an event that was dead-lettered); ``on_first`` is called when the first
+    one is seen."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    dlq = topic.removesuffix(".out") + ".in.dlq"
+    tps = [
+        TopicPartition(t, p)
+        for t in (topic, dlq)
+        for p in sorted(consumer.partitions_for_topic(t) or ())
+    ]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
-    seen: dict[str, int] = {}
+    seen: dict[str, Output] = {}
     deadline = time.monotonic() + timeout_s
     try:
         while len(seen) < n:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {len(seen)} of {n} outputs after {timeout_s:.0f} s")
             for records in consumer.poll(timeout_ms=500).values():
+                if on_first is not None:
+                    on_first()
+                    on_first = None
                 for r in records:
-                    event_id = json.loads(r.value)["event_id"]
-                    seen.setdefault(event_id, r.timestamp)
+                    event_id, output = read_output(r.value, r.timestamp)
+                    seen.setdefault(event_id, output)
     finally:
         consumer.close()
     return seen

@@ -9,8 +9,8 @@ Exactly-once: the outputs and the batch's offsets (``send_offsets_to_transaction
 consumer's group metadata, so a stale member is fenced, KIP-447) go into one Kafka transaction;
 a batch whose partitions were revoked before its transaction committed is aborted.
 
-``deliver`` runs on the processing thread; ``commit``/``revoked`` on the polling thread, which
-alone touches the consumer.
+``send``/``settle`` (``deliver`` = both) run on the processing thread; ``commit``/``revoked``
+on the polling thread, which alone touches the consumer.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Batch:
     fatal: FatalDeliveryError | None = None
     outputs: list[OutRecord] = field(default_factory=list)
     delivered: bool = False
+    computed: bool = False  # its outputs are computed (or it was abandoned before)
     acked_at: float = 0.0  # wall clock, for end-to-end latency
 
     def next_offsets(self) -> dict[TopicPartition, int]:
@@ -66,6 +67,16 @@ class Batch:
             tp = r.tp
             result[tp] = max(result.get(tp, 0), r.offset + 1)
         return result
+
+
+@dataclass(eq=False)
+class Delivery:
+    """A batch whose outputs were handed to the producer: the futures to wait for, and the
+    outputs whose send failed at once (to be retried)."""
+
+    batch: Batch
+    futures: list[tuple[OutRecord, Any]] = field(default_factory=list)
+    failed: list[OutRecord] = field(default_factory=list)
 
 
 class Checkpoint:
@@ -88,43 +99,47 @@ class Checkpoint:
         self.tracker = OffsetTracker()
         self._txn_lock = threading.Lock()
 
-    # -- processing thread -------------------------------------------------------------
+    # -- processing thread -----------------------------------------------------------
     def deliver(self, batch: Batch) -> bool:
         """Send the batch's outputs until the broker acknowledged all; False if abandoned."""
-        if self.exactly_once:
-            return self._deliver_transaction(batch)
-        if batch.abandoned.is_set():
-            return False
-        ok = self._send_all(batch.outputs, batch.abandoned)
-        if ok:
-            batch.delivered = True
-            batch.acked_at = time.time()
-        return ok
+        delivery = self.send(batch)
+        return batch.delivered if delivery is None else self.settle(delivery)
 
-    def _send_all(self, outputs: list[OutRecord], abandoned: threading.Event) -> bool:
-        pending = list(outputs)
+    def send(self, batch: Batch) -> Delivery | None:
+        """Start delivering ``batch``. At-least-once: every output is handed to the producer
+        and the returned ``Delivery`` is what :meth:`settle` waits for (the caller may do
+        other work meanwhile). Exactly-once: the whole transaction runs now (None)."""
+        if self.exactly_once:
+            self._deliver_transaction(batch)
+            return None
+        if batch.abandoned.is_set():
+            return None
+        delivery = Delivery(batch)
+        self._send_some(batch.outputs, delivery)
+        return delivery
+
+    def settle(self, delivery: Delivery) -> bool:
+        """Wait for every acknowledgement of a ``send``, re-sending failed outputs with
+        exponential backoff (never skipping one); False if the batch was abandoned."""
+        batch = delivery.batch
         backoff = self.settings.produce_retry_backoff_ms / 1000
-        while pending:
-            futures = []
-            failed: list[OutRecord] = []
-            for out in pending:
+        while True:
+            for out, future in delivery.futures:
                 try:
-                    futures.append((out, self._send(out)))
-                except KafkaError as exc:
-                    self._send_failed(out, exc)
-                    failed.append(out)
-            for out, future in futures:
-                try:
-                    if not self._acknowledged(out, future, abandoned):
+                    if not self._acknowledged(out, future, batch.abandoned):
                         return False
                 except KafkaError as exc:
                     self._send_failed(out, exc)
-                    failed.append(out)
-            pending = failed
-            if pending:
-                if abandoned.wait(backoff):
-                    return False
-                backoff = min(backoff * 2, self.settings.produce_retry_backoff_max_ms / 1000)
+                    delivery.failed.append(out)
+            if not delivery.failed:
+                break
+            if batch.abandoned.wait(backoff):
+                return False
+            backoff = min(backoff * 2, self.settings.produce_retry_backoff_max_ms / 1000)
+            retry, delivery.failed, delivery.futures = delivery.failed, [], []
+            self._send_some(retry, delivery)
+        batch.delivered = True
+        batch.acked_at = time.time()
         return True
 
     def _acknowledged(self, out: OutRecord, future: Any, abandoned: threading.Event) -> bool:
@@ -154,6 +169,14 @@ class Checkpoint:
             )
             if abandoned.is_set():
                 return False
+
+    def _send_some(self, outputs: list[OutRecord], delivery: Delivery) -> None:
+        for out in outputs:
+            try:
+                delivery.futures.append((out, self._send(out)))
+            except KafkaError as exc:
+                self._send_failed(out, exc)
+                delivery.failed.append(out)
 
     def _send(self, out: OutRecord) -> Any:
         return self.producer.send(out.topic, value=out.value, key=out.key, headers=out.headers)

@@ -5,7 +5,11 @@ Threads:
   ``max.poll.interval.ms`` is never exceeded however long a batch takes; it pauses all
   partitions while ``max_buffered`` fetched events wait, and resumes below that;
 - one processing thread runs validate -> enrich -> explain -> deliver for one micro-batch
-  at a time (up to ``max_batch`` events or ``max_wait_ms``, across partitions);
+  at a time (up to ``max_batch`` events or ``max_wait_ms``, across partitions). In
+  at-least-once mode it processes the next batch while the broker acknowledges the previous
+  one (``PIPELINE_DEPTH`` batches handed over at once); a batch's outputs are sent only once the
+  previous batch's are all acknowledged, so outputs keep their order, and offsets are still
+  committed only after their outputs were acknowledged;
 - kafka-python's IO thread runs the rebalance listener, which must not block: on
   revocation it abandons the unfinished batch, commits the done prefix asynchronously (the
   request reaches the coordinator before our JoinGroup) and forgets buffered events; every
@@ -35,7 +39,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from recx_worker.metrics import Heartbeat, MetricsServer, WorkerMetrics
-from recx_worker.worker.checkpoint import Batch, Checkpoint, FatalDeliveryError
+from recx_worker.worker.checkpoint import Batch, Checkpoint, Delivery, FatalDeliveryError
 from recx_worker.worker.clients import KafkaClients
 from recx_worker.worker.flow import FlowControl
 from recx_worker.worker.lag import LagMeter
@@ -49,6 +53,10 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
+#: Batches handed to the processing thread at once in at-least-once mode: one awaiting its
+#: acknowledgement, one being processed, one waiting (exactly-once: one transaction at a time).
+PIPELINE_DEPTH = 3
+_IDLE = object()  # the processing thread's "no new batch yet" marker
 
 
 class Worker:
@@ -79,8 +87,11 @@ class Worker:
         self._owned: set[TopicPartition] = set()
         self._reposition: set[TopicPartition] = set()
         self._reposition_retry_at = 0.0
-        self._inflight: Batch | None = None
-        self._busy: Batch | None = None  # the batch the processing thread is running
+        # batches of this epoch handed to the processing thread, in order, until accounted
+        self._inflight: collections.deque[Batch] = collections.deque()
+        # every batch handed over and not finished yet (abandoned ones too)
+        self._handed: collections.deque[Batch] = collections.deque()
+        self._depth = 1 if settings.kafka.exactly_once else PIPELINE_DEPTH
         self._work: collections.deque[Batch | None] = collections.deque()  # None: stop
         self._work_ready = threading.Condition()
         self._stop_deadline: float | None = None
@@ -175,8 +186,8 @@ class Worker:
         commit_retry_at = 0.0
         while not self._stop.is_set():
             self._heartbeat.beat()
-            busy = self._inflight is not None or bool(self._buffer)
-            room = self.flow.room(len(self._buffer))
+            busy = bool(self._inflight) or bool(self._buffer)
+            room = self.flow.room(self._held())
             polled = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=room)
             self._take(polled)
             self._reposition_assigned()
@@ -185,13 +196,14 @@ class Worker:
             if now >= commit_retry_at and not self._checkpoint.commit():
                 commit_retry_at = now + 1.0
             self._maybe_start_batch()
-            self.flow.apply(self.consumer, len(self._buffer), self._reposition)
+            self.flow.apply(self.consumer, self._held(), self._reposition)
             self.lag.maybe_measure(
                 self.consumer, self._checkpoint.tracker.last_committed, self._reposition
             )
-            inflight = self._inflight
-            if inflight is not None:
-                inflight.finished.wait(0.005)
+            front = self._inflight[0] if self._inflight else None
+            if front is not None and front.finished.wait(0.005):
+                self._finish_batch()  # hand the next batch over before anything else
+                self._maybe_start_batch()
 
     def _take(self, polled: dict[TopicPartition, list[Any]]) -> None:
         if not polled:
@@ -207,13 +219,28 @@ class Worker:
                 self.metrics.events_in.labels(tp.topic).inc(len(batch))
             self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())
 
+    def _held(self) -> int:
+        """Fetched events not finished: buffered, or in a batch handed over (flow control
+        bounds these, and with them the at-least-once duplicate window)."""
+        self._processing()
+        return len(self._buffer) + sum(len(b.records) for b in self._handed)
+
+    def _processing(self) -> int:
+        """Batches handed to the processing thread and not finished (polling thread)."""
+        while self._handed and self._handed[0].finished.is_set():
+            self._handed.popleft()
+        return len(self._handed)
+
     def _maybe_start_batch(self) -> None:
+        """Hand a micro-batch over when the buffer holds a full one, or its oldest event
+        waited ``max_wait_ms`` and no handed batch is still being computed (a partial batch
+        keeps growing meanwhile, so a slow chain still gets large batches)."""
         cfg = self.cfg
-        if self._inflight is not None or self._busy is not None or not self._buffer:
+        if not self._buffer or self._processing() >= self._depth:
             return
-        if (
-            len(self._buffer) < cfg.max_batch
-            and (time.monotonic() - self._buffer[0][0]) * 1000 < cfg.max_wait_ms
+        if len(self._buffer) < cfg.max_batch and (
+            any(not b.computed for b in self._handed)
+            or (time.monotonic() - self._buffer[0][0]) * 1000 < cfg.max_wait_ms
         ):
             return
         # taken outside our lock: the consumer's own lock may be held by its IO thread
@@ -224,26 +251,26 @@ class Worker:
                 return
             records = [self._buffer.popleft()[1] for _ in range(take)]
             batch = Batch(records=records, epoch=self._epoch, group_metadata=metadata)
-            self._inflight = batch
+            self._inflight.append(batch)
+            self._handed.append(batch)
         self.metrics.batch_size.observe(len(records))
         with self._work_ready:
             self._work.append(batch)
             self._work_ready.notify()
 
     def _finish_batch(self) -> None:
+        """Account for the finished batches at the front of the in-flight queue."""
         with self._lock:
-            batch = self._inflight
-            if batch is None or not batch.finished.is_set():
-                return
-            self._inflight = None
-            if batch.fatal is not None:
-                raise batch.fatal
-            if batch.epoch != self._epoch:
-                return  # its partitions were revoked meanwhile; the new owner redoes it
-            if not batch.delivered:
-                self._rewind(batch)
-                return
-            self._completed(batch)
+            while self._inflight and self._inflight[0].finished.is_set():
+                batch = self._inflight.popleft()
+                if batch.fatal is not None:
+                    raise batch.fatal
+                if batch.epoch != self._epoch:
+                    continue  # its partitions were revoked meanwhile; the new owner redoes it
+                if not batch.delivered:
+                    self._rewind(batch)
+                    continue
+                self._completed(batch)
 
     def _rewind(self, batch: Batch) -> None:
         """A batch that failed for good (e.g. its transaction was fenced before our member
@@ -257,11 +284,13 @@ class Worker:
     def _completed(self, batch: Batch) -> None:
         """Account for a delivered batch (caller holds the lock)."""
         self._checkpoint.completed(batch)
+        counts = collections.Counter((out.kind, out.label) for out in batch.outputs)
+        for (kind, label), n in counts.items():  # one increment per label, not per event
+            counter = (
+                self.metrics.events_out if kind == "explanation" else self.metrics.dead_letters
+            )
+            counter.labels(label).inc(n)
         for out in batch.outputs:
-            if out.kind == "explanation":
-                self.metrics.events_out.labels(out.label).inc()
-            else:
-                self.metrics.dead_letters.labels(out.label).inc()
             if out.source.timestamp_ms is not None:
                 latency = batch.acked_at - out.source.timestamp_ms / 1000
                 self.metrics.end_to_end.observe(max(latency, 0.0))
@@ -274,13 +303,12 @@ class Worker:
         and forget the partitions' buffered events."""
         self.metrics.rebalances.inc()
         with self._lock:
-            inflight = self._inflight
-            if inflight is not None:
-                if inflight.finished.is_set() and inflight.delivered and not lost:
-                    self._completed(inflight)
+            for batch in self._inflight:
+                if batch.finished.is_set() and batch.delivered and not lost:
+                    self._completed(batch)
                 else:
-                    inflight.abandoned.set()
-                self._inflight = None
+                    batch.abandoned.set()
+            self._inflight.clear()
             self._epoch += 1
             offsets: dict[TopicPartition, int] = {}
             if not lost and not self.settings.kafka.exactly_once:
@@ -322,7 +350,7 @@ class Worker:
         this waits until an abandoned transaction has finished (committed or aborted)."""
         if not self._reposition:
             return
-        if self.settings.kafka.exactly_once and self._busy is not None:
+        if self.settings.kafka.exactly_once and self._processing():
             return
         now = time.monotonic()
         if now < self._reposition_retry_at:
@@ -356,31 +384,54 @@ class Worker:
 
     # -- processing thread -------------------------------------------------------------
     def _process_loop(self) -> None:
+        """Process batches in hand-off order. While one batch's outputs await their
+        acknowledgement (``sent``), the next batch is processed; its outputs are sent only
+        after that acknowledgement, so output order and commit-after-ack both hold."""
+        sent: tuple[Batch, Delivery, float] | None = None
         while True:
             with self._work_ready:
-                while not self._work:
+                while not self._work and sent is None:
                     self._work_ready.wait()
-                batch = self._work.popleft()
+                batch = self._work.popleft() if self._work else _IDLE
+            if isinstance(batch, Batch) and not batch.abandoned.is_set():
+                batch.outputs = self._outputs(batch.records)
+            if isinstance(batch, Batch):
+                batch.computed = True  # the polling thread may hand a partial batch now
+            if sent is not None:  # the previous batch: wait for its acknowledgement
+                self._settle(*sent)
+                if sent[0].fatal is not None and isinstance(batch, Batch):
+                    batch.abandoned.set()  # the worker stops: nothing is sent after it
+                sent = None
             if batch is None:
                 return
-            self._busy = batch
-            try:
-                self._process(batch)
-            except FatalDeliveryError as exc:
-                batch.fatal = exc
-            finally:
-                self._busy = None
-                batch.finished.set()
+            if isinstance(batch, Batch):
+                sent = self._send(batch)
 
-    def _process(self, batch: Batch) -> None:
-        if batch.abandoned.is_set():
-            return
-        batch.outputs = self._outputs(batch.records)
-        if batch.abandoned.is_set():
-            return
+    def _send(self, batch: Batch) -> tuple[Batch, Delivery, float] | None:
+        """Hand ``batch``'s outputs to the producer; None when the batch is finished already
+        (abandoned, delivered in one transaction, or fatal)."""
         t0 = time.perf_counter()
-        self._checkpoint.deliver(batch)
-        self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t0)
+        delivery = None
+        try:
+            if not batch.abandoned.is_set():
+                delivery = self._checkpoint.send(batch)
+        except FatalDeliveryError as exc:
+            batch.fatal = exc
+        if delivery is not None:
+            return batch, delivery, t0
+        if batch.delivered:
+            self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t0)
+        batch.finished.set()
+        return None
+
+    def _settle(self, batch: Batch, delivery: Delivery, t0: float) -> None:
+        try:
+            if self._checkpoint.settle(delivery):
+                self.metrics.stage_latency.labels("publish").observe(time.perf_counter() - t0)
+        except FatalDeliveryError as exc:
+            batch.fatal = exc
+        finally:
+            batch.finished.set()
 
     def _outputs(self, records: list[InRecord]) -> list[OutRecord]:
         """Pipeline outputs; if the pipeline itself fails, isolate the poison record(s)."""
@@ -419,19 +470,18 @@ class Worker:
         deadline = self._stop_deadline or time.monotonic() + self.cfg.grace_period_s
         # leave time for the final commit and for leaving the group
         finish_by = deadline - min(5.0, self.cfg.grace_period_s / 3)
-        inflight = self._inflight
-        if inflight is not None and not fatal:
-            inflight.finished.wait(max(finish_by - time.monotonic(), 0))
+        inflight = list(self._inflight)
+        if inflight and not fatal:
+            inflight[-1].finished.wait(max(finish_by - time.monotonic(), 0))  # in order
             with self._lock:
-                if inflight.finished.is_set():
-                    self._finish_batch_quietly()
-                else:
+                self._finish_batch_quietly()
+                for batch in list(self._inflight):
                     wait = max(deadline - time.monotonic() - 1, 0)
-                    if self._checkpoint.abandon(inflight, wait) and inflight.epoch == self._epoch:
-                        self._completed(inflight)  # its transaction committed meanwhile
+                    if self._checkpoint.abandon(batch, wait) and batch.epoch == self._epoch:
+                        self._completed(batch)  # its transaction committed meanwhile
                     else:
-                        log.warning("shutdown_abandoned_batch", events=len(inflight.records))
-                    self._inflight = None
+                        log.warning("shutdown_abandoned_batch", events=len(batch.records))
+                self._inflight.clear()
         if not fatal and self.checkpoint is not None:
             self.checkpoint.commit()
         remaining = max(deadline - time.monotonic(), 0.5)
@@ -458,7 +508,7 @@ class Worker:
         try:
             self._finish_batch()
         except FatalDeliveryError:
-            self._inflight = None
+            self._inflight.clear()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
