@@ -161,9 +161,9 @@ def test_lora_prompt_leads_with_the_items_top_feature(tmp_path):
     req.evidence.user_features = ["strings"]
     item = LoraExplainer(adapter_dir=tmp_path)
     assert item.answer_prefixes([req]) == ["The tuner"]
-    assert item.render_prompts([req])[0] == lm_input(req.evidence, False) + " The tuner"
-    full = LoraExplainer(adapter_dir=tmp_path, shopper_liked=True)
-    assert full.render_prompts([req])[0] == lm_input(req.evidence) + " The tuner"
+    assert item.render_prompts([req])[0] == lm_input(req.evidence) + " The tuner"
+    short = LoraExplainer(adapter_dir=tmp_path, shopper_liked=False)
+    assert short.render_prompts([req])[0] == lm_input(req.evidence, False) + " The tuner"
     focus = LoraExplainer(adapter_dir=tmp_path, lead_feature="focus")
     assert focus.answer_prefixes([req]) == ["The strings"]
     assert LoraExplainer(adapter_dir=tmp_path, lead_feature="none").answer_prefixes([req]) == [""]
