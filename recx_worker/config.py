@@ -239,6 +239,13 @@ class WorkerSettings(_Section):
     heartbeat_interval_ms: int = Field(
         1_000, ge=100, description="Kafka heartbeat.interval.ms (at most a third of the session)"
     )
+    metadata_max_age_ms: int = Field(
+        10_000,
+        ge=1000,
+        description="Kafka metadata.max.age.ms: a worker that joined before its topic's "
+        "metadata arrived (an empty assignment) or a topic that gained partitions is noticed "
+        "and rebalanced within this time (kafka-python's default waits 5 minutes)",
+    )
     static_membership: bool = Field(
         False,
         description="Join as a static member (group.instance.id = recx-<worker_id>): a "

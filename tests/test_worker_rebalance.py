@@ -304,6 +304,9 @@ def test_lag_meter_reports_position_and_committed_lag(broker) -> None:
 def test_consumer_settings_size_recovery_and_static_membership() -> None:
     dynamic = KafkaClients(settings()).consumer_config()
     assert dynamic["session_timeout_ms"] == 8_000 and dynamic["heartbeat_interval_ms"] == 1_000
+    # A worker that joined before its topic's metadata arrived gets an empty assignment; it
+    # must notice the partitions within seconds, not kafka-python's default 5 minutes.
+    assert dynamic["metadata_max_age_ms"] == 10_000
     assert "group_instance_id" not in dynamic
     assert dynamic["enable_auto_commit"] is False
     static = KafkaClients(settings(static_membership=True, worker_id="w7")).consumer_config()

@@ -53,6 +53,7 @@ class KafkaClients:
             "max_poll_interval_ms": cfg.max_poll_interval_ms,
             "session_timeout_ms": cfg.session_timeout_ms,
             "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+            "metadata_max_age_ms": cfg.metadata_max_age_ms,
         }
         if (instance := group_instance_id(self.settings)) is not None:
             config["group_instance_id"] = instance
