@@ -19,6 +19,15 @@ CORPUS = [
     'A reviewer wrote: "it works well"',
     "Explanation: the gig bag is well padded",
 ]
+# Short prompts of different token lengths, for the generation tests of both engines.
+PROMPTS = [
+    "Product features: tuner",
+    "the strings sound bright and stay in tune with the",
+    "great cable for the price, no hum or noise",
+    "Explanation:",
+    "Shopper cares about: sound, quality and the tuner",
+]
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from recx_worker.checksums import sha256_file as sha256
 from recx_worker.features import Lexicon
 from recx_worker.prepared import SPLITS, PreparedData
 from training.data.auto_lexicon import build_lexicon, compare
-from training.data.prepare import prepare, sha256
+from training.data.prepare import prepare
 from training.data.readers import read_reviews
 
 RAW = Path(__file__).resolve().parents[1] / "data/amazon-2014-musical-instruments-5core"

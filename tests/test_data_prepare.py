@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from recx_worker.checksums import sha256_file as sha256
 from recx_worker.cli import app
 from recx_worker.features import Lexicon, words
 from recx_worker.prepared import SPLITS, PreparedData
 from training.data.extract import extract
-from training.data.prepare import prepare, sha256
+from training.data.prepare import prepare
 from training.data.readers import Review
 from training.data.split import split_indices
 from training.data.text import feature_sentiment, sentences

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("ctranslate2")
 
-from lm_tiny import build_model  # noqa: E402
+from lm_tiny import PROMPTS, build_model  # noqa: E402
 
 from recx_worker.lm.ct2 import (  # noqa: E402
     CACHE_FORMAT,
@@ -20,14 +20,6 @@ from recx_worker.lm.device import select_device  # noqa: E402
 from recx_worker.lm.engine import resolve_engine  # noqa: E402
 from recx_worker.lm.generation import GenerationConfig, Generator  # noqa: E402
 from recx_worker.lm.loading import load_causal_lm, load_tokenizer  # noqa: E402
-
-PROMPTS = [
-    "Product features: tuner",
-    "the strings sound bright and stay in tune with the",
-    "great cable for the price, no hum or noise",
-    "Explanation:",
-    "Shopper cares about: sound, quality and the tuner",
-]
 
 
 @pytest.fixture(scope="module")

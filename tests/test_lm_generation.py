@@ -6,18 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lm_tiny import build_model  # noqa: E402
+from lm_tiny import PROMPTS, build_model  # noqa: E402
 
 from recx_worker.lm.generation import GenerationConfig, Generator, batch_by_length  # noqa: E402
 from recx_worker.lm.loading import load_causal_lm  # noqa: E402
-
-PROMPTS = [
-    "Product features: tuner",
-    "the strings sound bright and stay in tune with the",
-    "great cable for the price, no hum or noise",
-    "Explanation:",
-    "Shopper cares about: sound, quality and the tuner",
-]
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])

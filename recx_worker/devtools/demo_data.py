@@ -3,7 +3,6 @@ the recommendation events it publishes (held-out TEST pairs plus malformed input
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from recx_worker.checksums import sha256_file
 from recx_worker.config import DEFAULT_RAW_DATA, Settings
 from recx_worker.events import (
     RecommendationEvent,
@@ -36,14 +36,6 @@ console = Console(highlight=False)
 
 class DemoError(RuntimeError):
     """A step of the demo failed; the message says which and what to do."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_raw_data(raw_dir: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recx_worker.checksums import sha256_file
 from recx_worker.lm.device import DeviceChoice, select_device
 
 SMOLLM2 = "smollm2"
@@ -40,14 +41,6 @@ class ResolvedBase:
     name: str
     path: str
     checksum: str
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def smollm2_gguf() -> Path:

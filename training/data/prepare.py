@@ -6,7 +6,6 @@ sibling and renamed into place, so readers never see a half-written directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from recx_worker.checksums import sha256_file
 from recx_worker.features import Lexicon, words
 from recx_worker.prepared import SPLITS, ExplanationRecord, ItemVocabulary
 from training.data.dedup import check_leakage, deduplicate, review_copies
@@ -35,14 +35,6 @@ class PrepareResult:
     manifest: dict
     seconds: float
     splits: dict[str, list[ExplanationRecord]] = field(repr=False, default_factory=dict)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_lexicon(features: Path | None, reviews: list[Review]) -> tuple[Lexicon, str]:
@@ -150,7 +142,7 @@ def prepare(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "format": fmt,
-        "inputs": {"reviews": {"path": str(reviews_path), "sha256": sha256(reviews_path)}},
+        "inputs": {"reviews": {"path": str(reviews_path), "sha256": sha256_file(reviews_path)}},
         "lexicon": {"source": lexicon_source, "size": len(lexicon)},
         "split": {
             "ratios": [8, 1, 1],
@@ -161,7 +153,7 @@ def prepare(
         "dedup": stats["dedup"],
     }
     if features is not None:
-        manifest["inputs"]["features"] = {"path": str(features), "sha256": sha256(features)}
+        manifest["inputs"]["features"] = {"path": str(features), "sha256": sha256_file(features)}
 
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from recx_worker.checksums import sha256_file
 from recx_worker.config import ChainSettings
 from recx_worker.explainer import ExplainFailure, ExplainRequest, Explanation
-from recx_worker.lm.loading import sha256_file
 from recx_worker.prepared import ExplanationRecord, PreparedData
 from training.evaluation import plots
 from training.evaluation.baselines import MostFrequentExplanation
