@@ -137,6 +137,41 @@ def test_beams_return_candidates_free_of_the_row_bans(tiny):
         assert not contains(tokenizer(text, add_special_tokens=False)["input_ids"], bans[2])
 
 
+def test_min_new_tokens_holds_back_the_end_token_on_both_engines(tiny):
+    """Make the first token each engine would emit the end token: without ``min_new_tokens``
+    the answer ends at once (empty; torch keeps the end token itself in the text, as it is no
+    special token here); with 4 it has at least 4 tokens, on CTranslate2 and on torch alike."""
+    folder, *_, path, _ = tiny
+    first = generator(path).generate(PROMPTS[:1], batch_size=1)[0]
+    tokenizer = load_tokenizer(str(path))
+    stop = tokenizer.convert_ids_to_tokens(tokenizer(first, add_special_tokens=False)["input_ids"])[
+        0
+    ]
+    model, torch_tokenizer, _ = load_causal_lm(str(folder))
+    for min_new in (0, 4):
+        ct2 = generator(path, min_new_tokens=min_new)
+        ct2.tokenizer.eos_token = stop
+        reference = Generator(
+            model, torch_tokenizer, GenerationConfig(max_new_tokens=8, min_new_tokens=min_new)
+        )
+        reference.tokenizer.eos_token = stop
+        for gen in (ct2, reference):
+            out = gen.generate(PROMPTS[:1], batch_size=1)[0]
+            n = len(tokenizer(out, add_special_tokens=False)["input_ids"])
+            assert (n <= 1) if min_new == 0 else (n >= min_new), (gen, out)
+    torch_tokenizer.eos_token = "<|endoftext|>"
+
+
+def test_decoding_options_are_checked():
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        GenerationConfig(max_new_tokens=8, min_new_tokens=8)
+    with pytest.raises(ValueError, match="length_penalty"):
+        GenerationConfig(length_penalty=-1)
+    beams = GenerationConfig(num_beams=4, length_penalty=2.0, min_new_tokens=3).generate_kwargs()
+    assert beams["length_penalty"] == 2.0 and beams["min_new_tokens"] == 3
+    assert "length_penalty" not in GenerationConfig().generate_kwargs()  # greedy: no effect
+
+
 def test_contains_finds_contiguous_runs_only():
     assert contains([1, 2, 3, 4], [(2, 3)])
     assert not contains([1, 2, 4, 3], [(2, 3)])

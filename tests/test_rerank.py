@@ -197,3 +197,20 @@ def test_answer_logprobs_agree_between_engines(tmp_path):
     by_ct2 = answer_logprobs(ct2, contexts, answers)
     assert by_ct2 == pytest.approx(by_torch, abs=1e-3)
     assert all(lp < 0 for lp in by_torch) and len(set(by_torch)) == 3
+
+
+def test_candidate_cache_key_changes_with_every_decoding_input(tmp_path):
+    """Cached candidates are reused only for the same prompt and decoding: the key changes with
+    the prompt's "Shopper liked:" line and with the beam-search length options."""
+    from recx_worker.default_plugins.lora import LoraExplainer
+    from training.rerank import cache_key
+
+    split = tmp_path / "valid.jsonl"
+    split.write_text("{}\n")
+
+    def key(**options):
+        return cache_key(LoraExplainer(adapter_dir=tmp_path, **options), split, "sha256:a")
+
+    assert key() == key()
+    variants = [key(shopper_liked=False), key(length_penalty=2.0), key(min_new_tokens=10)]
+    assert all(v != key() for v in variants) and len({json.dumps(v) for v in variants}) == 3

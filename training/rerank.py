@@ -66,6 +66,7 @@ def cache_key(explainer: Any, split_file: Path, adapter_checksum: str) -> dict[s
         "split": file_checksum(split_file),
         "generation": explainer.generation.as_dict(),
         "lead_feature": explainer.lead_feature,
+        "shopper_liked": explainer.shopper_liked,  # changes the prompt
         "grounded_decoding": explainer.grounded_decoding,
         "engine": explainer.engine_request,
         "quantization": explainer.quantization,

@@ -218,6 +218,8 @@ class Ct2Generator:
             "beam_size": cfg.num_beams,
             "num_hypotheses": cfg.candidates,
             "end_token": self.tokenizer.eos_token,
+            "length_penalty": cfg.length_penalty,
+            "min_length": cfg.min_new_tokens,
         }
         if cfg.sampling:
             options |= {

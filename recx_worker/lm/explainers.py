@@ -51,6 +51,8 @@ class LMExplainer(BaseExplainer):
         top_p: float | None = None,
         temperature: float = 1.0,
         repetition_penalty: float | None = None,
+        length_penalty: float = 1.0,
+        min_new_tokens: int = 0,
         seed: int = 0,
         candidates: int = 1,
         threads: int | None = None,
@@ -76,6 +78,8 @@ class LMExplainer(BaseExplainer):
             top_p=top_p,
             temperature=temperature,
             repetition_penalty=repetition_penalty,
+            length_penalty=length_penalty,
+            min_new_tokens=min_new_tokens,
             seed=seed,
             candidates=candidates,
         )

@@ -28,6 +28,10 @@ class GenerationConfig:
     repetition_penalty: float | None = None
     seed: int = 0
     candidates: int = 1  # sequences returned per prompt (beam search: at most num_beams)
+    # Beam search ranks a hypothesis by its log-probability / length ** length_penalty: above 1
+    # favours longer answers (the model's greedy answers are shorter than the references).
+    length_penalty: float = 1.0
+    min_new_tokens: int = 0  # the end token is banned before this many new tokens
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_new_tokens <= 256:
@@ -38,6 +42,10 @@ class GenerationConfig:
             raise ValueError("top_p must be in (0, 1]")
         if self.candidates < 1:
             raise ValueError("candidates must be >= 1")
+        if not 0 <= self.min_new_tokens < self.max_new_tokens:
+            raise ValueError("min_new_tokens must be >= 0 and below max_new_tokens")
+        if not 0 <= self.length_penalty <= 5:
+            raise ValueError("length_penalty must be between 0 and 5")
         if self.candidates > 1 and not self.sampling and self.candidates > self.num_beams:
             raise ValueError("candidates must be <= num_beams without sampling (top_p)")
 
@@ -62,6 +70,10 @@ class GenerationConfig:
             kwargs |= {"top_p": self.top_p, "temperature": self.temperature, "top_k": 0}
         if self.repetition_penalty:
             kwargs["repetition_penalty"] = self.repetition_penalty
+        if self.num_beams > 1:
+            kwargs["length_penalty"] = self.length_penalty
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
         return kwargs
 
     def as_dict(self) -> dict[str, Any]:
