@@ -150,3 +150,21 @@ def test_consensus_picks_the_candidate_closest_to_the_others():
     ]
     assert consensus_index(candidates) == 1
     assert consensus_index(candidates[:2]) == 0  # two candidates: keep the better beam
+
+
+def test_typical_adds_length_and_usual_phrasing_to_the_consensus():
+    from recx_worker.lm.selection import PhrasePrior, typical_index
+
+    prior = PhrasePrior(
+        ["Great strings for the price.", "A good tuner for the price!", "Nice cable for the price"]
+    )
+    assert prior.score("a tuner for the price") > prior.score("a tuner at this cost") == 0.0
+    assert prior.score("") == 0.0 and PhrasePrior([]).score("for the price") == 0.0
+    # Equal similarity to the others: the longer candidate wins without a prior...
+    short_long = ["the tuner is great", "the tuner is great and bright", "the tuner is fine"]
+    assert typical_index(short_long) == 1
+    # ...and the usual phrasing wins with one (same length, same similarity).
+    phrasing = ["the tuner is good at this cost", "the tuner is good for the price"]
+    assert typical_index(phrasing) == 0  # no prior: a tie, the better beam
+    assert typical_index(phrasing, prior) == 1
+    assert typical_index(["only one"], prior) == 0 and typical_index([], prior) == 0

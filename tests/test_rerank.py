@@ -128,7 +128,7 @@ def test_reranker_file_round_trip_and_clear_errors(tmp_path):
 def test_lora_selection_option(tmp_path):
     from recx_worker.default_plugins.lora import LoraExplainer
 
-    with pytest.raises(ValueError, match="selection must be one of consensus, reranker"):
+    with pytest.raises(ValueError, match="selection must be one of typical, consensus, reranker"):
         LoraExplainer(adapter_dir=tmp_path, selection="best")
     with pytest.raises(RerankerError, match="selection 'reranker' needs"):
         LoraExplainer(adapter_dir=tmp_path, selection="reranker")
@@ -212,5 +212,5 @@ def test_candidate_cache_key_changes_with_every_decoding_input(tmp_path):
         return cache_key(LoraExplainer(adapter_dir=tmp_path, **options), split, "sha256:a")
 
     assert key() == key()
-    variants = [key(shopper_liked=False), key(length_penalty=2.0), key(min_new_tokens=10)]
+    variants = [key(shopper_liked=False), key(length_penalty=1.0), key(min_new_tokens=10)]
     assert all(v != key() for v in variants) and len({json.dumps(v) for v in variants}) == 3

@@ -38,7 +38,7 @@ from recx_worker.lm.rerank import (
     Reranker,
     candidate_features,
 )
-from recx_worker.lm.selection import consensus_index
+from recx_worker.lm.selection import PhrasePrior, consensus_index, typical_index
 
 CACHE_FORMAT = 1
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 1.0)
@@ -218,12 +218,15 @@ def picks_score(picks: Sequence[int], targets: Sequence[np.ndarray]) -> float:
     return 100 * float(np.mean([t[p] for p, t in zip(picks, targets, strict=True)]))
 
 
-def rule_picks(table: Table, decoded: Decoded) -> dict[str, list[int]]:
+def rule_picks(
+    table: Table, decoded: Decoded, prior: PhrasePrior | None = None
+) -> dict[str, list[int]]:
     """The reference-free rules and the oracle on the same candidates."""
     texts = [decoded.groups[i].texts for i in table.keep]
     return {
         "first beam": [0] * len(texts),
         "consensus": [consensus_index(t) for t in texts],
+        "typical": [typical_index(t, prior) for t in texts],
         "oracle": [int(np.argmax(t)) for t in table.targets],
     }
 
@@ -331,7 +334,7 @@ def run_reranker(
     )  # fmt: skip
     table = build_table(decoded, store.lexicon)
     log(f"{len(table.keep)} {split} records with candidates; cross-validating")
-    rules = rule_picks(table, decoded)
+    rules = rule_picks(table, decoded, explainer.phrase_prior())
     lines = [_summary(n, p, table, decoded) for n, p in rules.items()]
     feature_sets = {"without log-probs": [f for f in FEATURES if f not in LOGPROB_FEATURES]}
     if logprobs:
@@ -387,7 +390,7 @@ def write_outputs(
     """Decode ``split`` and write each rule's pick per record as ``OUT/<rule>.jsonl``."""
     decoded = _decode(explainer, prepared, store, settings, split, limit, **kw)
     table = build_table(decoded, store.lexicon)
-    picks = rule_picks(table, decoded)
+    picks = rule_picks(table, decoded, explainer.phrase_prior())
     picks["reranker"] = [reranker.choose(f.tolist()) for f in table.features]
     out.mkdir(parents=True, exist_ok=True)
     for name, chosen in picks.items():

@@ -5,9 +5,11 @@ The adapter directory (``ExplainerContext.paths.adapter_dir``, or the ``adapter_
 ``recx train lora``; a missing or incomplete adapter fails ``warm_up`` with a clear message,
 so the chain marks the stage unavailable and falls back.
 
-``selection`` says which of the decoded candidates is kept: ``"consensus"`` (the candidate most
-like the others) or ``"reranker"`` (the learned scorer of ``recx_worker.lm.rerank``, read from
-the adapter directory's ``reranker.json``, written by ``recx train reranker``).
+``selection`` says which of the decoded candidates is kept: ``"typical"`` (the default: the
+candidate most like the others, with a bonus per word and for phrasing usual in the training
+explanations; ``recx_worker.lm.selection``), ``"consensus"`` (the candidate most like the
+others) or ``"reranker"`` (the learned scorer of ``recx_worker.lm.rerank``, read from the
+adapter directory's ``reranker.json``, written by ``recx train reranker``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from recx_worker.lm.rerank import (
     answer_logprobs,
     candidate_features,
 )
+from recx_worker.lm.selection import PhrasePrior, typical_index
 
 LEAD_CHOICES = ("focus", "item", "none")
-SELECTIONS = ("consensus", "reranker")
+SELECTIONS = ("typical", "consensus", "reranker")
 
 
 class LoraExplainer(LMExplainer):
@@ -45,17 +48,19 @@ class LoraExplainer(LMExplainer):
         *,
         adapter_dir: str | Path | None = None,
         lead_feature: str = "item",
-        selection: str = "consensus",
+        selection: str = "typical",
         shopper_liked: bool = True,
         **options: Any,
     ) -> None:
         base = options.pop("base", None)
-        # Quality by default: 4 beams + the consensus of the 4 (recx_worker.lm.selection) on the
-        # full training prompt. On the 962 test records with adapter v2.1 (ct2) it keeps USR
-        # 0.808 and BLEU-4 1.02 where the fast profile (num_beams=1, shopper_liked=false) gives
-        # 0.716 and 0.90 at ROUGE-L F +0.13 and about 5x the speed (docs/engine.md).
+        # Quality by default: 4 beams ranked with length_penalty 2 (the answers were shorter
+        # than the references: BLEU's brevity penalty cost 14 %) and the "typical" pick among
+        # the 4 on the full training prompt (docs/results-quality.md, "Length and phrasing").
+        # The fast profile (num_beams=1, shopper_liked=false) is about 5x faster
+        # (docs/engine.md).
         options.setdefault("num_beams", 4)
         options.setdefault("candidates", options["num_beams"])
+        options.setdefault("length_penalty", 2.0)
         super().__init__(**options)
         self.base_override = base
         self.adapter_dir = Path(adapter_dir or self.context.paths.adapter_dir)
@@ -75,6 +80,7 @@ class LoraExplainer(LMExplainer):
         self.manifest: dict[str, Any] | None = None
         self._guard: Any = None
         self._prior: WordPrior | None = None
+        self._phrases: PhrasePrior | None = None
 
     def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
         model, tokenizer, resolved, manifest = load_merged(
@@ -107,10 +113,15 @@ class LoraExplainer(LMExplainer):
             guard = self.guard()
             if guard is not None:
                 guard.warm_up()
+        if self.selection == "typical":
+            self.phrase_prior()  # read the training explanations now, not inside a deadline
         super().warm_up()
 
     def select(self, requests: list[ExplainRequest], groups: list[list[str]]) -> list[int]:
-        """The reranker's pick with ``selection="reranker"``, else the consensus rule's."""
+        """Per request, the index of the candidate ``selection`` keeps."""
+        if self.selection == "typical":
+            prior = self.phrase_prior()
+            return [typical_index(texts, prior) for texts in groups]
         if self.reranker is None:
             return super().select(requests, groups)
         logprobs = (
@@ -190,6 +201,15 @@ class LoraExplainer(LMExplainer):
         if self._prior is None and data is not None:
             self._prior = WordPrior([r.explanation for r in data.split("train")])
         return self._prior
+
+    def phrase_prior(self) -> PhrasePrior | None:
+        """Phrase counts of the prepared data's training explanations (``None`` without
+        prepared data behind the evidence source: ``typical`` then weighs similarity and
+        length only)."""
+        data = getattr(self.context.evidence, "data", None)
+        if self._phrases is None and data is not None:
+            self._phrases = PhrasePrior(r.explanation for r in data.split("train"))
+        return self._phrases
 
     def planned_features(self, requests: list[ExplainRequest]) -> list[str | None]:
         """The feature each answer is asked to be about (its forced lead, else the focus)."""

@@ -1,14 +1,22 @@
 """Choosing one explanation among several decoded candidates (minimum Bayes risk).
 
 With ``candidates`` > 1 an LM explainer decodes k sequences per request (beam search or
-sampling). The cleaned candidates are compared with each other and the one most similar to the
-rest (ROUGE-L F1 over words) is kept: the consensus candidate is the expected-best answer under
-the model's own distribution, and is less often an odd outlier than the single top beam.
+sampling). Two reference-free rules:
+
+* ``consensus_index``: the candidate most similar to the rest (ROUGE-L F1 over words), the
+  expected-best answer under the model's own distribution, less often an odd outlier than the
+  single top beam;
+* ``typical_index``: the same similarity, plus a bonus per word (the model's answers are
+  shorter than a shopper's sentence) and the candidate's ``PhrasePrior`` (how usual its word
+  triples and quadruples are among the training explanations). Its weights were chosen on
+  the validation split (docs/results-quality.md, "Length and phrasing").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from recx_worker.features import words
 from recx_worker.textsim import lcs_length
@@ -33,3 +41,50 @@ def consensus_index(candidates: Sequence[str]) -> int:
         for i, c in enumerate(candidates)
     ]
     return max(range(len(candidates)), key=lambda i: (scores[i], -i))
+
+
+#: ``typical_index`` weights (per word; per unit of ``PhrasePrior.score``), chosen on 480
+#: validation records with adapter v2.1 among 0-0.2 per word and 0-1 for the prior.
+WORD_BONUS = 0.1
+PHRASE_WEIGHT = 0.3
+PHRASE_ORDERS = (3, 4)
+
+
+class PhrasePrior:
+    """How usual a text's phrasing is for an explanation: for each order in ``PHRASE_ORDERS``,
+    the mean of log(1 + count) of the text's word n-grams in a corpus (the training
+    explanations, first 15 words each as the metrics read them), summed over the orders."""
+
+    def __init__(self, texts: Iterable[str], max_words: int = 15) -> None:
+        self._counts: Counter[tuple[str, ...]] = Counter()
+        for text in texts:
+            tokens = words(text)[:max_words]
+            for n in PHRASE_ORDERS:
+                self._counts.update(zip(*(tokens[k:] for k in range(n)), strict=False))
+
+    def score(self, text: str) -> float:
+        tokens = words(text)
+        total = 0.0
+        for n in PHRASE_ORDERS:
+            grams = list(zip(*(tokens[k:] for k in range(n)), strict=False))
+            if grams:
+                total += sum(math.log1p(self._counts[g]) for g in grams) / len(grams)
+        return total
+
+
+def typical_index(candidates: Sequence[str], prior: PhrasePrior | None = None) -> int:
+    """Index of the candidate with the highest mean similarity to the others + ``WORD_BONUS``
+    per word + ``PHRASE_WEIGHT`` x its phrase prior (none without a prior); the better beam
+    on ties."""
+    n = len(candidates)
+    if n <= 1:
+        return 0
+
+    def score(i: int) -> float:
+        text = candidates[i]
+        similar = sum(rouge_l_f1(text, o) for j, o in enumerate(candidates) if j != i) / (n - 1)
+        usual = PHRASE_WEIGHT * prior.score(text) if prior is not None else 0.0
+        return similar + WORD_BONUS * len(words(text)) + usual
+
+    scores = [score(i) for i in range(n)]
+    return max(range(n), key=lambda i: (scores[i], -i))
