@@ -245,3 +245,26 @@ def test_lora_explainer_keeps_the_rerankers_pick(trained, tmp_path):
     other.save(adapter)
     with pytest.raises(RerankerError, match="fitted on the candidates of adapter x"):
         LoraExplainer(selection="reranker", **options).warm_up()
+
+
+def test_a_child_that_never_beats_its_parent_says_it_kept_the_parent(trained, tmp_path):
+    parent_config, _ = trained
+    config = TrainConfig(
+        out_dir=tmp_path / "child-v1",
+        work_dir=tmp_path / "work",
+        base=parent_config.base,
+        epochs=1,
+        batch_size=4,
+        lr=0.0,  # no step can change the weights, so none beats step 0
+        eval_every=1,
+        warmup_steps=1,
+        threads=1,
+        init_adapter=parent_config.out_dir,
+    )
+    logs: list[str] = []
+    result = train_lora(config, examples(8), examples(4), progress=False, log=logs.append)
+    assert result.steps == 2 and result.best_step == 0
+    assert logs[-1].startswith("no step improved on the step-0 validation loss")
+    assert logs[-1].endswith(f"(the parent adapter {parent_config.out_dir})")
+    assert read_manifest(config.out_dir)["improved_on_start"] is False
+    assert read_manifest(parent_config.out_dir)["improved_on_start"] is True

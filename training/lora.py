@@ -401,6 +401,12 @@ def train_lora(
                 break
     bar.close()
     seconds = elapsed_before + time.perf_counter() - started
+    if best_step == 0 and step > 0:
+        start = f"the parent adapter {parent['path']}" if parent else "the untrained LoRA"
+        log(
+            f"no step improved on the step-0 validation loss {best_loss:.4f}: {out} holds "
+            f"the starting weights ({start})"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         shutil.copy2(work / BEST / name, out / name)
@@ -420,6 +426,7 @@ def train_lora(
         "steps": step,
         "planned_steps": total_steps,
         "best_step": best_step,
+        "improved_on_start": best_step > 0,
         "best_valid_loss": round(best_loss, 4),
         "final_train_loss": round(running, 4),
         "stopped": stopped,
