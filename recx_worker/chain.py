@@ -5,8 +5,8 @@ whole batch), misses its deadline (``timeout``), returns an ``ExplainFailure`` f
 (``declined``), or produces text the guard rejects (``guard_rejected``), hands that request to
 the next stage; the result records why each earlier stage did not answer. An answered request's
 result carries the ``ExplanationEvent`` to publish, built here and nowhere else. Every stage
-call runs in the stage's own worker thread, so a deadline is a real wall-clock bound; a stage
-still busy with a timed-out call is ``unavailable`` until it finishes.
+call runs in the stage's own worker thread (kept between calls), so a deadline is a real
+wall-clock bound; a stage still busy with a timed-out call is ``unavailable`` until it finishes.
 Before a stage runs, the ``DeadlineBatcher`` (recx_worker/batch_sizer.py) may keep for the
 next stage the requests it is not measured to answer in time (reason ``deadline_skipped``).
 One caller at a time: a chain is not meant to be shared between threads.
@@ -14,8 +14,10 @@ One caller at a time: a chain is not meant to be shared between threads.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -76,14 +78,56 @@ class ChainFailure:
 ChainOutcome = ChainResult | ChainFailure
 
 
+class _StageThread:
+    """The one daemon thread a stage's calls run in, one at a time, started on first use.
+
+    A daemon thread never keeps the process alive: a stuck model call cannot block exit. It
+    is kept between calls (starting a thread per micro-batch cost more than the template
+    explainer's own work); a call that missed its deadline keeps it busy, and the chain does
+    not hand the stage another call until that one finished (``Stage.unavailable``).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        future: Future[Any] = Future()
+        self._jobs.put((future, fn))
+        return future
+
+    def stop(self) -> None:
+        """Let the thread end once its current call (if any) returns."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
 @dataclass(eq=False)
 class Stage:
-    """One explainer with its deadline; each call runs in its own daemon thread."""
+    """One explainer with its deadline; its calls run in the stage's own daemon thread."""
 
     explainer: Explainer
     deadline_s: float
     disabled: str | None = None
     _busy: Future[list[Any]] | None = field(default=None, repr=False)
+    _thread: _StageThread | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -98,29 +142,34 @@ class Stage:
             self._busy = None
         return None
 
-    def call(self, requests: list[ExplainRequest], timeout_s: float | None = None) -> list[Any]:
-        """``explain_batch`` in a daemon thread; raises StageTimeout past the deadline
-        (or ``timeout_s``, when a latency target leaves less).
-
-        A daemon thread never keeps the process alive: a stuck model call cannot block exit.
-        """
-        future: Future[list[Any]] = Future()
-
-        def run() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(self.explainer.explain_batch(requests))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name=f"recx-{self.name}", daemon=True).start()
+    def call(
+        self,
+        requests: list[ExplainRequest],
+        timeout_s: float | None = None,
+        on_late: Callable[[float], None] | None = None,
+    ) -> list[Any]:
+        """``explain_batch`` in the stage's thread; raises StageTimeout past the deadline
+        (or ``timeout_s``, when a latency target leaves less). A call that timed out reports
+        its real duration to ``on_late`` when it finally returns."""
+        started = time.perf_counter()
+        if self._thread is None:
+            self._thread = _StageThread(f"recx-{self.name}")
+        future: Future[list[Any]] = self._thread.submit(
+            lambda: self.explainer.explain_batch(requests)
+        )
         timeout = self.deadline_s if timeout_s is None else min(timeout_s, self.deadline_s)
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:
             self._busy = future
+            if on_late is not None:
+                future.add_done_callback(lambda _f: on_late(time.perf_counter() - started))
             raise StageTimeout(f"no answer within {timeout * 1000:.0f} ms") from None
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
 
 
 class _Answer(NamedTuple):
@@ -202,6 +251,7 @@ class ExplainerChain:
 
     def close(self) -> None:
         for stage in self.stages:
+            stage.close()
             try:
                 stage.explainer.close()
             except Exception as exc:
@@ -271,7 +321,12 @@ class ExplainerChain:
         batch = [requests[i] for i in pending]
         t0 = time.perf_counter()
         try:
-            outcomes = stage.call(batch, budget_s)
+            outcomes = stage.call(
+                batch,
+                budget_s,
+                # the real cost of a call that missed its deadline, for the next admission
+                on_late=lambda seconds: self.batcher.observe(stage.name, len(batch), seconds),
+            )
             if not isinstance(outcomes, list) or len(outcomes) != len(batch):
                 got = len(outcomes) if isinstance(outcomes, list) else type(outcomes).__name__
                 raise TypeError(f"returned {got} outcomes for {len(batch)} requests")

@@ -15,7 +15,7 @@ item; ``chain.reject_negative``, ``chain.negative_threshold``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
@@ -92,9 +92,18 @@ FRAMING_NOUNS = frozenset(
 )  # fmt: skip
 
 
-def _supported(noun: str, vocabulary: frozenset[str]) -> bool:
-    """``noun``, its singular or its plural occurs in ``vocabulary``."""
-    return noun in vocabulary or any(form in vocabulary for form in number_forms(noun))
+def _supported(noun: str, *vocabularies: Set[str]) -> bool:
+    """``noun``, its singular or its plural occurs in one of ``vocabularies`` (looked up one
+    by one: never merged, an item's vocabulary can hold thousands of words)."""
+    if any(noun in vocabulary for vocabulary in vocabularies):
+        return True
+    return any(form in vocabulary for form in number_forms(noun) for vocabulary in vocabularies)
+
+
+@lru_cache(maxsize=TEXT_CACHE)
+def _phrase_words(phrase: str) -> frozenset[str]:
+    """The words of a feature or snippet (cached: evidence repeats them across requests)."""
+    return frozenset(words(phrase))
 
 
 class Guard:
@@ -206,7 +215,7 @@ class Guard:
         if not suspects:
             return []
         own = self._item_words(request)
-        return [w for w in suspects if not _supported(w, own)]
+        return [w for w in suspects if not _supported(w, *own)]
 
     def _text_facts(self, text: str) -> _TextFacts:
         """What the checks need from ``text`` alone (cached per text: see ``__init__``)."""
@@ -226,15 +235,17 @@ class Guard:
         no noun can be unsupported, whatever the tagger would say."""
         if not self._suspects(request, text):
             return []
-        known = self._item_words(request) | self._fixed_words
-        return [n for n in content_nouns(text) if not _supported(n, known)]
+        known = (*self._item_words(request), self._fixed_words)
+        return [n for n in content_nouns(text) if not _supported(n, *known)]
 
-    def _item_words(self, request: ExplainRequest) -> frozenset[str]:
-        """Words the item's train reviews or the evidence use."""
+    def _item_words(self, request: ExplainRequest) -> tuple[frozenset[str], set[str]]:
+        """Words the item's train reviews use, and words the evidence uses."""
         assert self.vocabulary is not None
         evidence = request.evidence
-        extra = [*evidence.allowed_features(), evidence.item_snippet or ""]
-        return self.vocabulary.words_of(request.item_id) | {w for t in extra for w in words(t)}
+        extra: set[str] = set()
+        for phrase in (*evidence.allowed_features(), evidence.item_snippet or ""):
+            extra.update(_phrase_words(phrase))
+        return self.vocabulary.words_of(request.item_id), extra
 
     def _pattern_reason(self, text: str) -> str | None:
         """Personal data, links, forbidden terms or an instruction echo in ``text``."""

@@ -188,7 +188,7 @@ def test_revocation_commits_a_finished_batch_before_the_partitions_go(broker) ->
     )
     records = [InRecord(IN, 0, o, b"k", b"v", None) for o in range(5)]
     worker.assigned({TP0})
-    worker.checkpoint.consumed(records)
+    worker.checkpoint.consumed(TP0, records)
     batch = Batch(records=records, epoch=worker._epoch)
     batch.delivered = True
     batch.finished.set()
@@ -338,7 +338,7 @@ def test_exactly_once_revocation_leaves_offsets_to_the_transactions(broker) -> N
         run.clients.producer_made, run.consumer, worker.cfg, worker.metrics, exactly_once=True
     )
     worker.assigned({TP0})
-    worker.checkpoint.consumed([InRecord(IN, 0, o, b"k", b"v", None) for o in range(3)])
+    worker.checkpoint.consumed(TP0, [InRecord(IN, 0, o, b"k", b"v", None) for o in range(3)])
     worker.revoked({TP0})
     assert run.consumer.async_commits == []  # offsets travel inside each batch's transaction
     assert worker.checkpoint.tracker.committable(TP0) is None

@@ -31,6 +31,9 @@ from recx_worker.lm.generation import GenerationConfig, Generator
 from recx_worker.lm.grounding import FeatureBans, Sequences
 from recx_worker.lm.selection import consensus_index
 
+#: What ``warm_up`` generates from once (any short text: only the engine's first call matters).
+WARM_UP_PROMPT = "Item features: sound, strings, tuner. Explanation:"
+
 
 class LMExplainer(BaseExplainer):
     """Base for explainers backed by a causal LM (options: see ``__init__``)."""
@@ -141,6 +144,9 @@ class LMExplainer(BaseExplainer):
         self._ready(self.tokenizer)
         if self.grounded_decoding and self.context.lexicon is not None:
             self._feature_bans = FeatureBans(self.context.lexicon, self.tokenizer)
+        # One generation now: the engine's first call (allocations, kernel selection) is
+        # several times slower than the next ones and must not land inside a stage deadline.
+        self.generator.generate_candidates([WARM_UP_PROMPT], batch_size=1)
 
     def bans(self, requests: list[ExplainRequest]) -> list[Sequences] | None:
         """Per request, the token sequences of features its evidence does not support

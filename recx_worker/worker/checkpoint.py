@@ -247,9 +247,9 @@ class Checkpoint:
             pending.clear()
 
     # -- polling thread ----------------------------------------------------------------
-    def consumed(self, records: list[InRecord]) -> None:
-        for r in records:
-            self.tracker.consumed(r.tp, r.offset)
+    def consumed(self, tp: TopicPartition, records: list[InRecord]) -> None:
+        """Records fetched from partition ``tp`` are outstanding until done."""
+        self.tracker.consumed(tp, [r.offset for r in records])
 
     def completed(self, batch: Batch) -> None:
         """Mark a delivered batch's offsets done (in exactly-once mode they are committed)."""

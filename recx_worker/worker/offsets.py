@@ -21,9 +21,13 @@ class OffsetTracker:
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
 
-    def consumed(self, tp: TopicPartition, offset: int) -> None:
-        self._outstanding.setdefault(tp, set()).add(offset)
-        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+    def consumed(self, tp: TopicPartition, offsets: int | Iterable[int]) -> None:
+        """``offsets`` of ``tp`` (one or several) are outstanding until done."""
+        batch = [offsets] if isinstance(offsets, int) else list(offsets)
+        if not batch:
+            return
+        self._outstanding.setdefault(tp, set()).update(batch)
+        self._next[tp] = max(self._next.get(tp, 0), max(batch) + 1)
 
     def done(self, tp: TopicPartition, offset: int) -> None:
         if tp in self._outstanding:

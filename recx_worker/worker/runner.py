@@ -26,6 +26,7 @@ given this worker its (first) assignment.
 from __future__ import annotations
 
 import collections
+import gc
 import signal
 import threading
 import time
@@ -149,6 +150,11 @@ class Worker:
         factory = self._pipeline_factory or Pipeline.from_settings
         self.pipeline = factory(self.settings, self.metrics)
         self.pipeline.warm_up()
+        # The evidence store, caches and models loaded so far live as long as the process:
+        # move them out of the garbage collector's reach, so that a full collection (one
+        # every few thousand events) does not walk hundreds of thousands of them.
+        gc.collect()
+        gc.freeze()
         if (batcher := getattr(getattr(self.pipeline, "chain", None), "batcher", None)) is not None:
             self.metrics.watch_batcher(batcher)
         self._warm = True
@@ -214,7 +220,7 @@ class Worker:
                 if tp not in self._owned or tp in self._reposition:
                     continue  # fetched from a position that is about to be reset
                 batch = [InRecord.from_consumer(r) for r in records]
-                self._checkpoint.consumed(batch)
+                self._checkpoint.consumed(tp, batch)
                 self._buffer.extend((now, r) for r in batch)
                 self.metrics.events_in.labels(tp.topic).inc(len(batch))
             self.metrics.in_flight.set(self._checkpoint.tracker.outstanding())

@@ -53,8 +53,8 @@ class NoShoutingGuard:
     """Rejects text that is mostly upper-case letters."""
 
     def check(self, request: ExplainRequest, text: str) -> str | None:
-        letters = [c for c in text if c.isalpha()]
-        upper = sum(c.isupper() for c in letters)
+        letters = list(filter(str.isalpha, text))
+        upper = sum(map(str.isupper, letters))
         if letters and upper / len(letters) > 0.5:
             return f"mostly upper-case ({upper} of {len(letters)} letters)"
         return None
