@@ -171,22 +171,22 @@ def test_lora_prompt_leads_with_the_items_top_feature(tmp_path):
         LoraExplainer(adapter_dir=tmp_path, lead_feature="first")
 
 
+def child_config(parent: TrainConfig, tmp_path, **options) -> TrainConfig:
+    """A one-epoch child of the ``trained`` adapter (``--init-adapter``)."""
+    defaults = dict(epochs=1, batch_size=4, eval_every=1, warmup_steps=1, threads=1)
+    return TrainConfig(
+        out_dir=tmp_path / "child-v1",
+        work_dir=tmp_path / "work",
+        base=parent.base,
+        init_adapter=parent.out_dir,
+        **(defaults | options),
+    )
+
+
 def test_init_adapter_starts_from_the_parent_and_records_it(trained, tmp_path):
     parent_config, _ = trained
     parent_manifest = read_manifest(parent_config.out_dir)
-    config = TrainConfig(
-        out_dir=tmp_path / "child-v1",
-        work_dir=tmp_path / "work",
-        base=parent_config.base,
-        epochs=1,
-        batch_size=4,
-        lr=5e-3,
-        rank=32,  # ignored: the parent's shape wins
-        eval_every=1,
-        warmup_steps=1,
-        threads=1,
-        init_adapter=parent_config.out_dir,
-    )
+    config = child_config(parent_config, tmp_path, lr=5e-3, rank=32)  # rank: the parent's wins
     prompt = lm_input(Evidence(item_features=["scent"]))
     new_domain = [Example(f"n{i}", prompt, "the scent is lovely") for i in range(4)]
     logs: list[str] = []
@@ -249,18 +249,7 @@ def test_lora_explainer_keeps_the_rerankers_pick(trained, tmp_path):
 
 def test_a_child_that_never_beats_its_parent_says_it_kept_the_parent(trained, tmp_path):
     parent_config, _ = trained
-    config = TrainConfig(
-        out_dir=tmp_path / "child-v1",
-        work_dir=tmp_path / "work",
-        base=parent_config.base,
-        epochs=1,
-        batch_size=4,
-        lr=0.0,  # no step can change the weights, so none beats step 0
-        eval_every=1,
-        warmup_steps=1,
-        threads=1,
-        init_adapter=parent_config.out_dir,
-    )
+    config = child_config(parent_config, tmp_path, lr=0.0)  # no step can beat step 0
     logs: list[str] = []
     result = train_lora(config, examples(8), examples(4), progress=False, log=logs.append)
     assert result.steps == 2 and result.best_step == 0

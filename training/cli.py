@@ -34,18 +34,20 @@ def _log(message: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
 
 
+#: Options both training commands take (``None``: the configured ``paths``).
+DataOption = Annotated[Path | None, typer.Option(help="Prepared data (default: paths.data_dir)")]
+IndexOption = Annotated[Path | None, typer.Option(help="Item index (default: paths.index_dir)")]
+AdapterOption = Annotated[
+    Path | None, typer.Option(help="Adapter directory (default: paths.adapter_dir)")
+]
+
+
 @app.command("lora")
 def lora(
-    data: Annotated[
-        Path | None, typer.Option(help="Prepared data (default: paths.data_dir)")
-    ] = None,
-    index: Annotated[
-        Path | None, typer.Option(help="Item index (default: paths.index_dir)")
-    ] = None,
+    data: DataOption = None,
+    index: IndexOption = None,
     base: Annotated[str, typer.Option(help="'smollm2' or a local HF causal-LM folder")] = "smollm2",
-    out: Annotated[
-        Path | None, typer.Option(help="Adapter directory (default: paths.adapter_dir)")
-    ] = None,
+    out: AdapterOption = None,
     work: Annotated[
         Path | None, typer.Option(help="Checkpoints (default: var/train/<out name>)")
     ] = None,
@@ -142,15 +144,9 @@ def _existing(path: Path) -> Path | None:
 
 @app.command("reranker")
 def reranker(
-    adapter: Annotated[
-        Path | None, typer.Option(help="Adapter directory (default: paths.adapter_dir)")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="Prepared data (default: paths.data_dir)")
-    ] = None,
-    index: Annotated[
-        Path | None, typer.Option(help="Item index (default: paths.index_dir)")
-    ] = None,
+    adapter: AdapterOption = None,
+    data: DataOption = None,
+    index: IndexOption = None,
     split: Annotated[str, typer.Option(help="Split the reranker is fitted on")] = "valid",
     limit: Annotated[int | None, typer.Option(min=1, help="Use the first N records")] = None,
     cache: Annotated[Path, typer.Option(help="Where decoded candidates are cached")] = Path(

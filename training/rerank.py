@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from recx_worker.checksums import sha256_file
 from recx_worker.lm.rerank import (
     FEATURES,
     LOGPROB_FEATURES,
@@ -55,21 +56,18 @@ class Decoded:
 
 
 def file_checksum(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """``sha256:<hex>`` of a file, as the cache key and ``reranker.json`` record it."""
+    return "sha256:" + sha256_file(path)
 
 
 def cache_key(explainer: Any, split_file: Path, adapter_checksum: str) -> dict[str, Any]:
-    """What the cached candidates depend on."""
+    """What the cached candidates depend on: the adapter, the split file and everything the
+    explainer says shapes its candidates (``LoraExplainer.decoding_identity``)."""
     return {
         "format": CACHE_FORMAT,
         "adapter": adapter_checksum,
         "split": file_checksum(split_file),
-        "generation": explainer.generation.as_dict(),
-        "lead_feature": explainer.lead_feature,
-        "shopper_liked": explainer.shopper_liked,  # changes the prompt
-        "grounded_decoding": explainer.grounded_decoding,
-        "engine": explainer.engine_request,
-        "quantization": explainer.quantization,
+        **explainer.decoding_identity(),
     }
 
 

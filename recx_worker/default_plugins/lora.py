@@ -81,6 +81,7 @@ class LoraExplainer(LMExplainer):
         self._guard: Any = None
         self._prior: WordPrior | None = None
         self._phrases: PhrasePrior | None = None
+        self._train_texts: list[str] | None = None
 
     def _load(self, device: DeviceChoice) -> tuple[Any, Any]:
         model, tokenizer, resolved, manifest = load_merged(
@@ -194,21 +195,39 @@ class LoraExplainer(LMExplainer):
                 self._guard = Guard.with_plugins(self.context.lexicon)
         return self._guard
 
-    def word_prior(self) -> WordPrior | None:
-        """Word frequencies of the prepared data's training explanations (``None`` without
-        prepared data behind the evidence source)."""
+    def decoding_identity(self) -> dict[str, Any]:
+        """Every option that changes the candidates this explainer decodes for a request (its
+        prompt and its decoding), e.g. to key a cache of them; the weights are keyed apart."""
+        return {
+            "generation": self.generation.as_dict(),
+            "lead_feature": self.lead_feature,
+            "shopper_liked": self.shopper_liked,
+            "grounded_decoding": self.grounded_decoding,
+            "engine": self.engine_request,
+            "quantization": self.quantization,
+        }
+
+    def training_explanations(self) -> list[str] | None:
+        """The prepared data's training explanations, read once (``None`` without prepared
+        data behind the evidence source); the word and phrase priors are built from them."""
         data = getattr(self.context.evidence, "data", None)
-        if self._prior is None and data is not None:
-            self._prior = WordPrior([r.explanation for r in data.split("train")])
+        if self._train_texts is None and data is not None:
+            self._train_texts = [r.explanation for r in data.split("train")]
+        return self._train_texts
+
+    def word_prior(self) -> WordPrior | None:
+        """Word frequencies of the training explanations (for the reranker's features)."""
+        texts = self.training_explanations()
+        if self._prior is None and texts is not None:
+            self._prior = WordPrior(texts)
         return self._prior
 
     def phrase_prior(self) -> PhrasePrior | None:
-        """Phrase counts of the prepared data's training explanations (``None`` without
-        prepared data behind the evidence source: ``typical`` then weighs similarity and
-        length only)."""
-        data = getattr(self.context.evidence, "data", None)
-        if self._phrases is None and data is not None:
-            self._phrases = PhrasePrior(r.explanation for r in data.split("train"))
+        """Phrase counts of the training explanations (without prepared data ``typical``
+        weighs similarity and length only)."""
+        texts = self.training_explanations()
+        if self._phrases is None and texts is not None:
+            self._phrases = PhrasePrior(texts)
         return self._phrases
 
     def planned_features(self, requests: list[ExplainRequest]) -> list[str | None]:

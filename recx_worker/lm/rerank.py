@@ -42,7 +42,7 @@ from recx_worker.events import Evidence
 from recx_worker.features import Lexicon, words
 from recx_worker.lm.generation import MAX_PROMPT_TOKENS
 from recx_worker.lm.prompting import sanitize_snippet
-from recx_worker.lm.selection import consensus_index, rouge_l_f1
+from recx_worker.lm.selection import consensus_index, mean_similarities, rouge_l_f1
 from recx_worker.sentiment import NEGATIVE_THRESHOLD, compound
 
 RERANKER_FILE = "reranker.json"
@@ -132,7 +132,8 @@ def candidate_features(group: CandidateGroup, lexicon: Lexicon | None) -> list[l
     logprobs = list(group.logprobs) if group.logprobs is not None else [0.0] * n
     guard_ok = list(group.guard_ok) if group.guard_ok is not None else [True] * n
     best_logprob = max(logprobs)
-    pick = consensus_index(texts)
+    similarities = mean_similarities(texts)
+    pick = consensus_index(texts, similarities)
     lengths = [len(words(t)) for t in texts]
     mean_length = sum(lengths) / n
     item = [" ".join(words(f)) for f in group.evidence.item_features]
@@ -149,7 +150,7 @@ def candidate_features(group: CandidateGroup, lexicon: Lexicon | None) -> list[l
                 float(i == 0),
                 logprobs[i],
                 logprobs[i] - best_logprob,
-                sum(rouge_l_f1(text, o) for o in others) / len(others) if others else 1.0,
+                similarities[i],
                 float(i == pick),
                 float(sum(o == text for o in others)),
                 float(lengths[i]),

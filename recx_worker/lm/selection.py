@@ -31,16 +31,33 @@ def rouge_l_f1(a: str, b: str) -> float:
     return 0.0 if lcs == 0 else 2 * lcs / (len(wa) + len(wb))
 
 
-def consensus_index(candidates: Sequence[str]) -> int:
-    """Index of the candidate with the highest total similarity to the others (the first such
-    on ties, i.e. the better beam)."""
+def mean_similarities(candidates: Sequence[str]) -> list[float]:
+    """Each candidate's mean ROUGE-L F1 to the others (each pair compared once; 1.0 for a
+    single candidate)."""
+    n = len(candidates)
+    if n <= 1:
+        return [1.0] * n
+    totals = [0.0] * n
+    for i in range(n):
+        for j in range(i + 1, n):
+            similarity = rouge_l_f1(candidates[i], candidates[j])
+            totals[i] += similarity
+            totals[j] += similarity
+    return [total / (n - 1) for total in totals]
+
+
+def best_index(scores: Sequence[float]) -> int:
+    """Index of the highest score, the first (better beam) on ties; 0 when empty."""
+    return max(range(len(scores)), key=lambda i: (scores[i], -i)) if scores else 0
+
+
+def consensus_index(candidates: Sequence[str], similarities: Sequence[float] | None = None) -> int:
+    """Index of the candidate most similar to the others (the first such on ties, i.e. the
+    better beam); with two or fewer, the first. ``similarities``: ``mean_similarities`` of
+    ``candidates`` when the caller has them already."""
     if len(candidates) <= 2:
         return 0
-    scores = [
-        sum(rouge_l_f1(c, other) for j, other in enumerate(candidates) if j != i)
-        for i, c in enumerate(candidates)
-    ]
-    return max(range(len(candidates)), key=lambda i: (scores[i], -i))
+    return best_index(similarities or mean_similarities(candidates))
 
 
 #: ``typical_index`` weights (per word; per unit of ``PhrasePrior.score``), chosen on 480
@@ -76,15 +93,12 @@ def typical_index(candidates: Sequence[str], prior: PhrasePrior | None = None) -
     """Index of the candidate with the highest mean similarity to the others + ``WORD_BONUS``
     per word + ``PHRASE_WEIGHT`` x its phrase prior (none without a prior); the better beam
     on ties."""
-    n = len(candidates)
-    if n <= 1:
+    if len(candidates) <= 1:
         return 0
-
-    def score(i: int) -> float:
-        text = candidates[i]
-        similar = sum(rouge_l_f1(text, o) for j, o in enumerate(candidates) if j != i) / (n - 1)
-        usual = PHRASE_WEIGHT * prior.score(text) if prior is not None else 0.0
-        return similar + WORD_BONUS * len(words(text)) + usual
-
-    scores = [score(i) for i in range(n)]
-    return max(range(n), key=lambda i: (scores[i], -i))
+    scores = [
+        similarity
+        + WORD_BONUS * len(words(text))
+        + (PHRASE_WEIGHT * prior.score(text) if prior is not None else 0.0)
+        for text, similarity in zip(candidates, mean_similarities(candidates), strict=True)
+    ]
+    return best_index(scores)
