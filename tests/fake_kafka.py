@@ -101,6 +101,11 @@ class FakeConsumer:
         self.polls = 0
 
     # -- group -------------------------------------------------------------------------
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        with self.broker.lock:
+            found = {tp.partition for tp in self.broker.logs if tp.topic == topic}
+        return found or None
+
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.topics = list(topics)
         self.listener = listener

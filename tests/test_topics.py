@@ -57,3 +57,23 @@ def test_topics_create_unreachable_broker_is_one_clear_error(tmp_path: Path):
     )
     assert result.exit_code == 1
     assert "error: cannot create topics on 127.0.0.1:1" in result.output
+
+
+def test_a_consumer_waits_until_its_metadata_knows_a_fresh_topic(kafka_bootstrap: str):
+    """The worker subscribes only once its consumer's metadata lists the input topic's
+    partitions (joining earlier got it an empty assignment that was not repaired)."""
+    from kafka import KafkaConsumer
+    from kafka.admin import NewTopic
+
+    from recx_worker.worker.clients import wait_for_partitions
+
+    topic = f"fresh-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)  # metadata before the topic
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        consumer.topics()
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+        assert wait_for_partitions(consumer, topic, timeout_s=30) == {0, 1, 2}
+    finally:
+        consumer.close()
+        admin.close()

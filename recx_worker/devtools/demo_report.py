@@ -15,6 +15,7 @@ from rich.text import Text
 from recx_worker.config import Settings
 from recx_worker.devtools.benchio import percentile
 from recx_worker.devtools.demo_data import DemoError, Malformed, console
+from recx_worker.worker.clients import wait_for_partitions
 
 if TYPE_CHECKING:
     from recx_worker.devtools.demo import Workers
@@ -130,12 +131,7 @@ def open_consumer(settings: Settings) -> Any:
     )
     partitions = []
     for topic in (kafka.output_topic, kafka.dlq_topic):
-        found = None
-        for _ in range(50):
-            found = consumer.partitions_for_topic(topic)
-            if found:
-                break
-            time.sleep(0.2)
+        found = wait_for_partitions(consumer, topic, timeout_s=10)
         if not found:
             raise DemoError(f"topic {topic!r} has no partitions")
         partitions += [TopicPartition(topic, p) for p in sorted(found)]

@@ -14,6 +14,7 @@ removes it by instance id on a clean exit: partitions move at once then too.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -22,6 +23,24 @@ if TYPE_CHECKING:
     from recx_worker.config import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def wait_for_partitions(
+    consumer: Any, topic: str, timeout_s: float, interval_s: float = 0.2
+) -> set[int] | None:
+    """The partitions of ``topic`` once the consumer's metadata knows them (it fetches
+    metadata while asking), or ``None`` after ``timeout_s``.
+
+    A consumer that joins its group before its metadata holds a freshly created topic is
+    assigned nothing ("No partition metadata for topic"), and kafka-python 3.0 was seen not
+    to rejoin for minutes after the metadata arrived: subscribe only once this returns.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found or time.monotonic() >= deadline:
+            return set(found) if found else None
+        time.sleep(interval_s)
 
 
 def group_instance_id(settings: Settings) -> str | None:

@@ -41,7 +41,7 @@ from kafka.structs import OffsetAndMetadata
 
 from recx_worker.metrics import Heartbeat, MetricsServer, WorkerMetrics
 from recx_worker.worker.checkpoint import Batch, Checkpoint, Delivery, FatalDeliveryError
-from recx_worker.worker.clients import KafkaClients
+from recx_worker.worker.clients import KafkaClients, wait_for_partitions
 from recx_worker.worker.flow import FlowControl
 from recx_worker.worker.lag import LagMeter
 from recx_worker.worker.records import InRecord, OutRecord, dead_letter_record
@@ -57,6 +57,8 @@ EXIT_FATAL = 1
 #: Batches handed to the processing thread at once in at-least-once mode: one awaiting its
 #: acknowledgement, one being processed, one waiting (exactly-once: one transaction at a time).
 PIPELINE_DEPTH = 3
+# How long a starting worker waits for its input topic's partitions before it subscribes anyway.
+TOPIC_WAIT_S = 30.0
 _IDLE = object()  # the processing thread's "no new batch yet" marker
 
 
@@ -164,6 +166,8 @@ class Worker:
         self.checkpoint = Checkpoint(
             self.producer, self.consumer, self.cfg, self.metrics, exactly_once=kafka.exactly_once
         )
+        if wait_for_partitions(self.consumer, kafka.input_topic, TOPIC_WAIT_S) is None:
+            log.warning("input_topic_unknown", topic=kafka.input_topic, waited_s=TOPIC_WAIT_S)
         self.consumer.subscribe([kafka.input_topic], listener=_Listener(self))
         processor = threading.Thread(target=self._process_loop, name="recx-process", daemon=True)
         processor.start()
