@@ -14,7 +14,7 @@ must pass four filters:
   people and relations ("husband", "gift", "store") drop out, domain words ("tuner") stay,
   and so do the few generic words reviewers use as aspects (price, quality, product); a
   candidate down to e^``RESCUE_SPECIFICITY`` is kept when at least ``RESCUE_OPINION_SHARE``
-  of its noun uses are opinion targets (value, construction, weight; a person word as common,
+  of its noun uses are opinion targets (value, construction; a person word as common,
   "husband", is rarely what "solid" or "great" is about);
 * **not a name** - written capitalised mid-sentence in at most ``MAX_CAPITALISED`` of its
   occurrences (brands and people: "Fender", "Martin");
