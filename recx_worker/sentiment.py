@@ -36,6 +36,12 @@ def compound(text: str) -> float:
     return float(_analyzer().polarity_scores(text)["compound"])
 
 
+def is_opinion_word(word: str) -> bool:
+    """Whether VADER's lexicon (7,500 general-English words and emoticons rated by people)
+    gives ``word`` a sentiment: "great", "solid", "cheap"; not "long", "other", "heavy"."""
+    return word in _analyzer().lexicon
+
+
 def is_negative(text: str, threshold: float = NEGATIVE_THRESHOLD) -> bool:
     """Whether ``text`` reads as negative: compound score at or below ``threshold``."""
     return bool(text.strip()) and compound(text) <= threshold

@@ -82,8 +82,9 @@ def test_auto_lexicon_overlaps_sentires(musical: PreparedData) -> None:
     auto = build_lexicon(r.text for r in read_reviews(REVIEWS))
     result = compare(auto, Lexicon.load(FEATURES), top=300)
     assert result["auto"] == 300
-    # Measured 2026-11-30: 0.580 (0.387 before the noun tagger); see docs/data.md.
-    assert result["precision"] >= 0.55
+    # Measured 2026-11-30: 0.600 (0.580 before opinion targets, 0.387 before the noun tagger);
+    # see docs/data.md.
+    assert result["precision"] >= 0.6
     for word in ("husband", "wife", "gift", "store", "amazon", "stars", "great", "small"):
         assert word not in auto, word
 
