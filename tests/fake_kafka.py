@@ -99,6 +99,8 @@ class FakeConsumer:
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.closed = False
         self.polls = 0
+        self.subscribes = 0
+        self._coordinator: Any = None
 
     # -- group -------------------------------------------------------------------------
     def partitions_for_topic(self, topic: str) -> set[int] | None:
@@ -109,6 +111,13 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.topics = list(topics)
         self.listener = listener
+        self.subscribes += 1
+
+    def unsubscribe(self) -> None:
+        """Leave the group: kafka-python forgets its group state (``_coordinator`` stands
+        for it; a test sets it to mimic a rebalance the client lost)."""
+        self.topics = []
+        self._coordinator = None
 
     def _rebalance(self) -> None:
         new, self.pending_assignment = self.pending_assignment, None

@@ -16,6 +16,7 @@ from kafka import TopicPartition
 
 from recx_worker.config import Settings
 from recx_worker.metrics import WorkerMetrics
+from recx_worker.worker import runner
 from recx_worker.worker.clients import KafkaClients
 from recx_worker.worker.flow import FlowControl
 from recx_worker.worker.lag import LagMeter
@@ -342,3 +343,26 @@ def test_exactly_once_revocation_leaves_offsets_to_the_transactions(broker) -> N
     worker.revoked({TP0})
     assert run.consumer.async_commits == []  # offsets travel inside each batch's transaction
     assert worker.checkpoint.tracker.committable(TP0) is None
+
+
+def test_a_rebalance_the_client_lost_is_joined_again(broker, monkeypatch) -> None:
+    """kafka-python 3.0.12 can finish a JoinGroup -> SyncGroup attempt that no poll applies
+    (``clients.join_lost``): the worker subscribes again and gets its partitions; a worker
+    that merely waits for its assignment does not."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(runner, "LOST_JOIN_CHECK_S", 0.05)
+    fill(broker, TP0, 10)
+    run = Running(broker, EchoPipeline(), max_batch=8).start()
+    time.sleep(0.3)  # waiting, with the client's group state fine
+    assert run.consumer.subscribes == 1
+    # the state kafka-python 3.0.12 is left in after the lost rebalance
+    run.consumer._coordinator = SimpleNamespace(
+        rejoining=True, _join_task=None, need_rejoin=lambda: False
+    )
+    wait(lambda: run.consumer.subscribes == 2, "subscribed again")
+    assert run.consumer.topics == [IN] and run.consumer._coordinator is None
+    broker.assign(run.consumer, {TP0})
+    wait(lambda: broker.committed == {TP0: 10}, "everything committed")
+    assert run.consumer.subscribes == 2
+    assert run.stop() == 0

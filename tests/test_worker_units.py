@@ -266,3 +266,35 @@ def test_declined_and_crashed_stages_are_distinct_in_events_and_metrics(settings
     fallbacks = metrics.fallbacks
     assert fallbacks.labels("always-declines", "declined")._value.get() == 1
     assert fallbacks.labels("always-fails", "error")._value.get() == 1
+
+
+def test_join_lost_recognises_an_unapplied_rebalance_on_a_real_consumer() -> None:
+    """kafka-python 3.0.12 can finish a JoinGroup -> SyncGroup attempt that no later poll
+    applies (``clients.join_lost``); the state is read from a real consumer's coordinator, so
+    a kafka-python upgrade that renames it fails here rather than silently disabling the
+    check."""
+    from types import SimpleNamespace
+
+    from kafka import KafkaConsumer
+
+    from recx_worker.worker.clients import join_lost
+
+    consumer = KafkaConsumer(
+        bootstrap_servers="127.0.0.1:9", group_id="g", api_version=(3, 7), enable_auto_commit=False
+    )
+    try:
+        consumer.subscribe(["t"])
+        coordinator = consumer._coordinator
+        assert coordinator.need_rejoin() and not join_lost(consumer)  # not joined yet
+        # the leader computed the new assignment and the poll waiting for it gave up:
+        coordinator.rejoining, coordinator.rejoin_needed = True, False
+        coordinator._joined_subscription = {"t"}
+        assert not coordinator.need_rejoin()
+        assert join_lost(consumer)
+        coordinator._join_task = SimpleNamespace(is_done=False)  # the attempt still runs
+        assert not join_lost(consumer)
+        coordinator._join_task, coordinator.rejoining = None, False  # applied: a member
+        assert not join_lost(consumer)
+    finally:
+        consumer.close(autocommit=False, timeout_ms=100)
+    assert not join_lost(SimpleNamespace())  # another client: no such state, no claim

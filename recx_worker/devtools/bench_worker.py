@@ -492,8 +492,9 @@ def _events_from_data(data: Path, n: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------- the ceiling process
-def passthrough() -> None:
-    """Consume -> produce the same bytes (acks=all) -> commit: no processing at all."""
+def passthrough(pad: bytes = b"") -> None:
+    """Consume -> produce the same bytes (acks=all) -> commit: no processing at all (``pad``
+    appended to each output: ``devtools.kafka_cost`` sizes outputs like explanations)."""
     import signal
 
     from kafka import KafkaConsumer, KafkaProducer
@@ -522,7 +523,8 @@ def passthrough() -> None:
             continue
         for records in polled.values():
             for r in records:
-                producer.send(kafka.output_topic, value=r.value, key=r.key)
+                value = r.value + pad if pad else r.value
+                producer.send(kafka.output_topic, value=value, key=r.key)
         producer.flush()
         consumer.commit()
     consumer.close()

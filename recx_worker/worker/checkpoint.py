@@ -193,7 +193,9 @@ class Checkpoint:
             error=f"{type(exc).__name__}: {exc}",
         )
 
-    def _deliver_transaction(self, batch: Batch) -> bool:
+    def _deliver_transaction(self, batch: Batch) -> None:
+        """Run the batch's transaction until committed (``batch.delivered``), abandoned or
+        fatal."""
         backoff = self.settings.produce_retry_backoff_ms / 1000
         offsets = {
             tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.next_offsets().items()
@@ -201,7 +203,7 @@ class Checkpoint:
         while True:
             with self._txn_lock:
                 if batch.abandoned.is_set():
-                    return False
+                    return
                 try:
                     self.producer.begin_transaction()
                     self._forget_stale_txn_offsets()
@@ -213,7 +215,7 @@ class Checkpoint:
                     self.producer.commit_transaction()
                     batch.delivered = True
                     batch.acked_at = time.time()
-                    return True
+                    return
                 except (ProducerFencedError, TransactionalIdAuthorizationFailedError) as exc:
                     raise FatalDeliveryError(f"transactional producer fenced: {exc!r}") from exc
                 except KafkaError as exc:
@@ -222,9 +224,9 @@ class Checkpoint:
                     self._abort()
                     if _is_stale_member(exc):
                         batch.abandoned.set()  # partitions moved on: the new owner redoes it
-                        return False
+                        return
             if batch.abandoned.wait(backoff):
-                return False
+                return
             backoff = min(backoff * 2, self.settings.produce_retry_backoff_max_ms / 1000)
 
     def _abort(self) -> None:

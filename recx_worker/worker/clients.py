@@ -43,6 +43,27 @@ def wait_for_partitions(
         time.sleep(interval_s)
 
 
+def join_lost(consumer: Any) -> bool:
+    """kafka-python 3.0.12 lost this consumer's rebalance: its JoinGroup -> SyncGroup attempt
+    finished but the assignment was never applied, and it will not try again.
+
+    The consumer's ``poll`` runs the join on the client's IO thread and gives up waiting when
+    the poll's timeout ends (5 ms while the worker is busy). When the consumer is the group
+    leader and the rejoin was caused by a metadata change, computing the new assignment already
+    makes ``need_rejoin()`` false, so no later poll awaits the finished attempt: the consumer
+    keeps no partitions, sends no heartbeats and the group goes empty (reproduced in about one
+    start in four against a freshly created topic). Reads the coordinator's private state;
+    False wherever that state is not there (another kafka-python version).
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not getattr(coordinator, "rejoining", False):
+        return False
+    task = getattr(coordinator, "_join_task", False)
+    if task is False or (task is not None and not getattr(task, "is_done", False)):
+        return False  # unknown internals, or the attempt is still running
+    return not coordinator.need_rejoin()
+
+
 def group_instance_id(settings: Settings) -> str | None:
     """The consumer's ``group.instance.id``, or None for a dynamic member."""
     return f"recx-{settings.worker.worker_id}" if settings.worker.static_membership else None

@@ -41,7 +41,7 @@ from kafka.structs import OffsetAndMetadata
 
 from recx_worker.metrics import Heartbeat, MetricsServer, WorkerMetrics
 from recx_worker.worker.checkpoint import Batch, Checkpoint, Delivery, FatalDeliveryError
-from recx_worker.worker.clients import KafkaClients, wait_for_partitions
+from recx_worker.worker.clients import KafkaClients, join_lost, wait_for_partitions
 from recx_worker.worker.flow import FlowControl
 from recx_worker.worker.lag import LagMeter
 from recx_worker.worker.records import InRecord, OutRecord, dead_letter_record
@@ -59,6 +59,11 @@ EXIT_FATAL = 1
 PIPELINE_DEPTH = 3
 # How long a starting worker waits for its input topic's partitions before it subscribes anyway.
 TOPIC_WAIT_S = 30.0
+#: A worker waiting this long for an assignment (from subscribing or a revocation) subscribes
+#: again if kafka-python lost the rebalance (``clients.join_lost``) ...
+LOST_JOIN_CHECK_S = 2.0
+#: ... and in any case after this long (or three session timeouts, if longer).
+ASSIGNMENT_OVERDUE_S = 30.0
 _IDLE = object()  # the processing thread's "no new batch yet" marker
 
 
@@ -83,6 +88,8 @@ class Worker:
         self._stop = threading.Event()
         self._warm = False
         self._joined = False  # the group gave this worker an assignment
+        # monotonic time since which the worker waits for an assignment; None: it has one
+        self._awaiting_since: float | None = None
         self._heartbeat = Heartbeat(max_age_s=60.0)
         self._lock = threading.RLock()  # buffer/epoch/in-flight, shared with the IO thread
         self._buffer: collections.deque[tuple[float, InRecord]] = collections.deque()
@@ -168,7 +175,7 @@ class Worker:
         )
         if wait_for_partitions(self.consumer, kafka.input_topic, TOPIC_WAIT_S) is None:
             log.warning("input_topic_unknown", topic=kafka.input_topic, waited_s=TOPIC_WAIT_S)
-        self.consumer.subscribe([kafka.input_topic], listener=_Listener(self))
+        self._subscribe()
         processor = threading.Thread(target=self._process_loop, name="recx-process", daemon=True)
         processor.start()
         log.info(
@@ -192,10 +199,28 @@ class Worker:
         return code
 
     # -- polling thread ----------------------------------------------------------------
+    def _subscribe(self) -> None:
+        self._awaiting_since = time.monotonic()
+        self.consumer.subscribe([self.settings.kafka.input_topic], listener=_Listener(self))
+
+    def _check_assignment(self) -> None:
+        """Subscribe again when kafka-python lost the rebalance or the assignment is overdue
+        (``clients.join_lost``: without this the worker would wait for ever)."""
+        if self._awaiting_since is None:
+            return
+        waited = time.monotonic() - self._awaiting_since
+        overdue = max(ASSIGNMENT_OVERDUE_S, 3 * self.cfg.session_timeout_ms / 1000)
+        if waited < LOST_JOIN_CHECK_S or (waited < overdue and not join_lost(self.consumer)):
+            return
+        log.warning("rebalance_lost_resubscribing", waited_s=round(waited, 1))
+        self.consumer.unsubscribe()
+        self._subscribe()
+
     def _poll_loop(self) -> None:
         commit_retry_at = 0.0
         while not self._stop.is_set():
             self._heartbeat.beat()
+            self._check_assignment()
             busy = bool(self._inflight) or bool(self._buffer)
             room = self.flow.room(self._held())
             polled = self.consumer.poll(timeout_ms=5 if busy else 100, max_records=room)
@@ -312,6 +337,7 @@ class Worker:
         (asynchronously: the request precedes our JoinGroup on the coordinator connection),
         and forget the partitions' buffered events."""
         self.metrics.rebalances.inc()
+        self._awaiting_since = time.monotonic()
         with self._lock:
             for batch in self._inflight:
                 if batch.finished.is_set() and batch.delivered and not lost:
@@ -348,6 +374,7 @@ class Worker:
         with self._lock:
             self._owned |= set(partitions)
             self._reposition |= set(partitions)
+        self._awaiting_since = None
         self._joined = True
         self.metrics.ready.set(1 if self.ready() else 0)
         log.info("partitions_assigned", partitions=_names(partitions))
