@@ -260,3 +260,47 @@ def json_key(folder):
     from recx_worker.lm.ct2 import read_meta
 
     return read_meta(folder)["key"]
+
+
+def test_tokenizer_from_a_folder_equals_auto_tokenizer(tiny):
+    """``load_tokenizer`` reads a folder's tokenizer.json as ``PreTrainedTokenizerFast``
+    (no PyTorch import): ids, tokens, decoding and chat template as ``AutoTokenizer``'s."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    folder = tiny[0]
+    fast, auto = load_tokenizer(str(folder)), AutoTokenizer.from_pretrained(str(folder))
+    assert isinstance(fast, PreTrainedTokenizerFast)
+    for text in [*PROMPTS, "Caf\u00e9 na\u00efve 100% <|x|>!!", ""]:
+        ids = auto(text, add_special_tokens=False)["input_ids"]
+        assert fast(text, add_special_tokens=False)["input_ids"] == ids
+        assert fast.convert_ids_to_tokens(ids) == auto.convert_ids_to_tokens(ids)
+        assert fast.batch_decode([ids], skip_special_tokens=True) == auto.batch_decode(
+            [ids], skip_special_tokens=True
+        )
+    messages = [{"role": "user", "content": "Why this tuner?"}]
+    assert fast.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    ) == auto.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert (fast.eos_token, fast.pad_token) == (auto.eos_token, auto.pad_token or auto.eos_token)
+
+
+def test_a_cpu_host_picks_device_threads_and_tokenizer_without_importing_torch(tiny):
+    import subprocess
+    import sys
+
+    from recx_worker.lm.device import has_nvidia_driver
+
+    if has_nvidia_driver():
+        pytest.skip("an NVIDIA driver is present: 'auto' asks PyTorch about CUDA")
+    script = (
+        "import sys\n"
+        "from recx_worker.lm.device import cpu_threads, select_device\n"
+        "from recx_worker.lm.loading import load_tokenizer\n"
+        "choice = select_device('auto')\n"
+        f"tokenizer = load_tokenizer({str(tiny[0])!r})\n"
+        "print(choice.device, cpu_threads() >= 1, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out == ["cpu", "True", "False"]

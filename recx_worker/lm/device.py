@@ -29,9 +29,24 @@ class DeviceChoice:
 
 
 def cpu_threads() -> int:
-    import torch
+    """Threads for CPU inference: PyTorch's intra-op count where torch is loaded; otherwise
+    the same default without importing it (``OMP_NUM_THREADS``, else the physical cores)."""
+    import sys
 
-    return torch.get_num_threads()
+    if "torch" in sys.modules:
+        return int(sys.modules["torch"].get_num_threads())
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    import psutil
+
+    return psutil.cpu_count(logical=False) or len(os.sched_getaffinity(0)) or 1
+
+
+def has_nvidia_driver() -> bool:
+    """Whether an NVIDIA driver is present at all (without it CUDA cannot be available, and
+    "auto" resolves to the CPU without importing PyTorch)."""
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0"))
 
 
 def select_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
@@ -39,16 +54,19 @@ def select_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
 
     ``RECX_DEVICE`` overrides ``device="auto"`` (e.g. ``RECX_DEVICE=cpu`` on a GPU host).
     """
-    import torch
-
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if device == "auto":
         device = os.environ.get("RECX_DEVICE", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if device == "auto" and not has_nvidia_driver():
+        device = "cpu"  # no driver, no CUDA: decided without importing torch (seconds)
+    if device == "auto" or device.startswith("cuda"):
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     return DeviceChoice(device=device, dtype_name=dtype)

@@ -149,9 +149,20 @@ def resolve_base(base: str, cache_dir: Path) -> ResolvedBase:
 
 
 def load_tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
+    """The tokenizer of a model folder or hub name (``pad_token`` = ``eos_token`` if unset).
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    A folder with ``tokenizer.json`` loads as transformers' ``PreTrainedTokenizerFast``:
+    the same tokenizer ``AutoTokenizer`` gives for these models (ids, tokens, decoding, chat
+    template: ``tests/test_lm_engine.py``), without ``AutoTokenizer``'s import of PyTorch, so
+    a CTranslate2 worker on a CPU host never loads torch (seconds of start-up, ~0.5 GB)."""
+    if (Path(path) / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
