@@ -82,9 +82,11 @@ def test_auto_lexicon_overlaps_sentires(musical: PreparedData) -> None:
     auto = build_lexicon(r.text for r in read_reviews(REVIEWS))
     result = compare(auto, Lexicon.load(FEATURES), top=300)
     assert result["auto"] == 300
-    # Measured 2026-11-30: 0.600 (0.580 before opinion targets, 0.387 before the noun tagger);
-    # see docs/data.md.
-    assert result["precision"] >= 0.6
+    # Measured 2026-11-30: 0.600, 180 of 300 (0.580 before opinion targets, 0.387 before the
+    # noun tagger); see docs/data.md. One feature of slack (179): spaCy's parser scores through
+    # BLAS, whose last bits differ between CPU kernels, and a flipped parse can move one word
+    # across rank 300; the second round's rules gave 174.
+    assert result["overlap"] >= 179, result
     for word in ("husband", "wife", "gift", "store", "amazon", "stars", "great", "small"):
         assert word not in auto, word
 
