@@ -317,22 +317,23 @@ class _CpuMeter:
         return None if end is None or self.begin is None else end - self.begin
 
 
-def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) -> Any:
-    from recx_worker.config import config_file_in_use, settings_env
+def worker_env(
+    bootstrap: str,
+    topics: dict,
+    run: str,
+    *,
+    data: Path,
+    index: Path,
+    explainers: list[str],
+    worker: dict[str, Any],
+) -> dict[str, str]:
+    """The environment of one bench process: this one's, less its ``RECX_*`` settings, plus
+    the run's topics, group, data, chain and ``worker.*`` settings (one BLAS thread)."""
+    from recx_worker.config import settings_env
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECX_")}
-    if (config := config_file_in_use()) is not None:  # `recx --config X bench worker`
-        env["RECX_CONFIG"] = str(Path(config).resolve())
     env["OMP_NUM_THREADS"] = "1"
-    worker: dict[str, Any] = {
-        "worker_id": f"bench-{i}",
-        "metrics_port": -1,
-        "max_batch": kw["max_batch"],
-        "log_level": "WARNING",
-    }
-    if kw["latency_target_ms"] is not None:
-        worker["latency_target_ms"] = kw["latency_target_ms"]
-    env |= settings_env(
+    return env | settings_env(
         {
             "kafka": {
                 "bootstrap_servers": bootstrap,
@@ -341,11 +342,35 @@ def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) 
                 "dlq_topic": topics["dlq"],
                 "group_id": f"{run}-group",
             },
-            "paths": {"data_dir": kw["data"], "index_dir": kw["index"]},
-            "chain": {"explainers": kw["chain"].split(",")},
+            "paths": {"data_dir": data, "index_dir": index},
+            "chain": {"explainers": explainers},
             "worker": worker,
         }
     )
+
+
+def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) -> Any:
+    from recx_worker.config import config_file_in_use
+
+    worker: dict[str, Any] = {
+        "worker_id": f"bench-{i}",
+        "metrics_port": -1,
+        "max_batch": kw["max_batch"],
+        "log_level": "WARNING",
+    }
+    if kw["latency_target_ms"] is not None:
+        worker["latency_target_ms"] = kw["latency_target_ms"]
+    env = worker_env(
+        bootstrap,
+        topics,
+        run,
+        data=kw["data"],
+        index=kw["index"],
+        explainers=kw["chain"].split(","),
+        worker=worker,
+    )
+    if (config := config_file_in_use()) is not None:  # `recx --config X bench worker`
+        env["RECX_CONFIG"] = str(Path(config).resolve())
     if mode == "worker":
         cmd = [sys.executable, "-m", "recx_worker.cli", "worker"]
     else:

@@ -133,8 +133,6 @@ def run_variant(
     variant: str, bootstrap: str, payloads: list[dict], data: Path, index: Path
 ) -> dict[str, Any]:
     """Drain ``payloads`` with one process of ``variant``; its throughput and thread CPU."""
-    from recx_worker.config import settings_env
-
     mode, *opts = variant.split("+")
     options = dict(o.split("=", 1) for o in opts)
     settings = {k: _setting(v) for k, v in options.items() if k not in ("pad", "burn")}
@@ -142,24 +140,17 @@ def run_variant(
     topics = bw._create_topics(bootstrap, run, 6)
     bw._publish(bootstrap, topics["input"], payloads, rate=None)
     names_file = Path(tempfile.gettempdir()) / f"{run}.threads"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECX_")}
+    env = bw.worker_env(
+        bootstrap,
+        topics,
+        run,
+        data=data,
+        index=index,
+        explainers=["template"],
+        worker={"worker_id": "kc-0", "metrics_port": -1, "max_batch": 64} | settings,
+    )
     env |= {ENV_PAD: options.get("pad", "0"), ENV_BURN: options.get("burn", "0")}
     env[ENV_THREADS] = str(names_file)
-    env["OMP_NUM_THREADS"] = "1"
-    env |= settings_env(
-        {
-            "kafka": {
-                "bootstrap_servers": bootstrap,
-                "input_topic": topics["input"],
-                "output_topic": topics["output"],
-                "dlq_topic": topics["dlq"],
-                "group_id": f"{run}-group",
-            },
-            "paths": {"data_dir": data, "index_dir": index},
-            "chain": {"explainers": ["template"]},
-            "worker": {"worker_id": "kc-0", "metrics_port": -1, "max_batch": 64} | settings,
-        }
-    )
     cmd = [sys.executable, "-m", "recx_worker.devtools.kafka_cost", "--child", mode]
     log = open(Path(tempfile.gettempdir()) / f"{run}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
