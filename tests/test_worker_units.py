@@ -28,9 +28,10 @@ TP0, TP1 = TopicPartition("in", 0), TopicPartition("in", 1)
 
 def test_tracker_never_commits_past_an_unfinished_offset() -> None:
     tracker = OffsetTracker()
-    for offset in range(10, 15):
-        tracker.consumed(TP0, offset)
-    tracker.consumed(TP1, 3)
+    tracker.consumed(TP0, range(10, 13))
+    tracker.consumed(TP0, [13, 14])
+    tracker.consumed(TP1, [3])
+    tracker.consumed(TP1, [])  # an empty fetch changes nothing
     for offset in (10, 11, 13, 14):  # 12 is still being processed
         tracker.done(TP0, offset)
     assert tracker.to_commit() == {TP0: 12, TP1: 3}

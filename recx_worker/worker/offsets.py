@@ -21,9 +21,9 @@ class OffsetTracker:
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
 
-    def consumed(self, tp: TopicPartition, offsets: int | Iterable[int]) -> None:
-        """``offsets`` of ``tp`` (one or several) are outstanding until done."""
-        batch = [offsets] if isinstance(offsets, int) else list(offsets)
+    def consumed(self, tp: TopicPartition, offsets: Iterable[int]) -> None:
+        """``offsets`` of ``tp`` are outstanding until done."""
+        batch = list(offsets)
         if not batch:
             return
         self._outstanding.setdefault(tp, set()).update(batch)
