@@ -18,13 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recx_worker.features import words
-from recx_worker.lm.selection import (
-    PHRASE_WEIGHT,
-    WORD_BONUS,
-    PhrasePrior,
-    best_index,
-    mean_similarities,
-)
+from recx_worker.lm.selection import PhrasePrior, best_index, typical_scores
 from training.evaluation.metrics import corpus_bleu, feature_matching_ratio, rouge
 from training.evaluation.text import PETER_REFERENCE_WORDS, tokenize
 
@@ -55,10 +49,7 @@ def main() -> None:
         profile = profiles.get(record["item_id"], {})
         n = max(1, profile.get("n_reviews", 1))
         share = {f["feature"]: f["count"] / n for f in profile.get("features", [])}
-        base = [
-            s + WORD_BONUS * len(words(t)) + PHRASE_WEIGHT * prior.score(t)
-            for t, s in zip(texts, mean_similarities(texts), strict=True)
-        ]
+        base = typical_scores(texts, prior)
         cases.append((record, texts, base, [_named(t, list(share)) for t in texts], share))
 
     def report(name: str, bonus: Callable[[list[str], dict[str, float]], float]) -> None:

@@ -89,16 +89,19 @@ class PhrasePrior:
         return total
 
 
-def typical_index(candidates: Sequence[str], prior: PhrasePrior | None = None) -> int:
-    """Index of the candidate with the highest mean similarity to the others + ``WORD_BONUS``
-    per word + ``PHRASE_WEIGHT`` x its phrase prior (none without a prior); the better beam
-    on ties."""
-    if len(candidates) <= 1:
-        return 0
-    scores = [
+def typical_scores(candidates: Sequence[str], prior: PhrasePrior | None = None) -> list[float]:
+    """Each candidate's mean similarity to the others + ``WORD_BONUS`` per word +
+    ``PHRASE_WEIGHT`` x its phrase prior (none without a prior)."""
+    return [
         similarity
         + WORD_BONUS * len(words(text))
         + (PHRASE_WEIGHT * prior.score(text) if prior is not None else 0.0)
         for text, similarity in zip(candidates, mean_similarities(candidates), strict=True)
     ]
-    return best_index(scores)
+
+
+def typical_index(candidates: Sequence[str], prior: PhrasePrior | None = None) -> int:
+    """Index of the candidate with the highest ``typical_scores``; the better beam on ties."""
+    if len(candidates) <= 1:
+        return 0
+    return best_index(typical_scores(candidates, prior))
