@@ -172,7 +172,9 @@ class LoraExplainer(LMExplainer):
         """Per request, each candidate's mean token log-probability after the model's input."""
         self.warm_up()
         contexts = [
-            lm_input(r.evidence) for r, texts in zip(requests, groups, strict=True) for _ in texts
+            self.model_input(r.evidence)
+            for r, texts in zip(requests, groups, strict=True)
+            for _ in texts
         ]
         flat = answer_logprobs(
             self.generator, contexts, [t for texts in groups for t in texts], self.batch_size
@@ -254,10 +256,15 @@ class LoraExplainer(LMExplainer):
             out.append(f"The {feature}" if feature else "")
         return out
 
+    def model_input(self, evidence: Evidence) -> str:
+        """The model's input for ``evidence`` with this explainer's prompt options, as decoded
+        and as the reranker's log-probabilities read it (before any forced answer start)."""
+        return lm_input(evidence, self.shopper_liked)
+
     def render_prompts(self, requests: list[ExplainRequest]) -> list[str]:
         prefixes = self.answer_prefixes(requests)
         return [
-            lm_input(r.evidence, self.shopper_liked) + (f" {p}" if p else "")
+            self.model_input(r.evidence) + (f" {p}" if p else "")
             for r, p in zip(requests, prefixes, strict=True)
         ]
 
