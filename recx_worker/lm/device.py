@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,6 @@ class DeviceChoice:
 def cpu_threads() -> int:
     """Threads for CPU inference: PyTorch's intra-op count where torch is loaded; otherwise
     the same default without importing it (``OMP_NUM_THREADS``, else the physical cores)."""
-    import sys
-
     if "torch" in sys.modules:
         return int(sys.modules["torch"].get_num_threads())
     configured = os.environ.get("OMP_NUM_THREADS", "")

@@ -2,11 +2,14 @@
 
     PYTHONPATH=$PWD .venv/bin/python deploy/experiments/engine/ct2_variants.py inter 64
     PYTHONPATH=$PWD .venv/bin/python deploy/experiments/engine/ct2_variants.py spread 64 0,4,8,none
+    PYTHONPATH=$PWD .venv/bin/python deploy/experiments/engine/ct2_variants.py prefill 200
 
 ``inter``: ``inter_threads=2, intra_threads=1`` (each one-length group split in halves decoded in
 parallel) against ``intra_threads=2``. ``spread``: the generator's ``max_spread`` (how many
 tokens prompts of one batch may differ by; ``none`` = any), batch 32, with the bans.
-Each variant runs twice, alternating; prints explanations/s (docs/engine.md).
+Each variant runs twice, alternating; prints explanations/s (docs/engine.md). ``prefill``: the
+largest one-length group of the lora prompts (at most 8), decoded with the default options and
+with one new token only (the prompt's forward pass): milliseconds per prompt, best of 5.
 """
 
 from __future__ import annotations
@@ -101,8 +104,32 @@ def spread(n: int, spreads: list[int | None]) -> None:
             )
 
 
+def prefill(n: int) -> None:
+    explainer, requests = lora_and_requests(n)
+    gen = explainer.generator
+    groups = collections.defaultdict(list)
+    for row in gen._tokens(explainer.render_prompts(requests)):
+        groups[len(row)].append(row)
+    length, rows = max(groups.items(), key=lambda kv: len(kv[1]))
+    rows = rows[:8]
+    default = gen._options()
+    for name, options in (
+        ("default decoding", default),
+        ("prompt only (1 token)", default | {"max_length": 1, "min_length": 0}),
+    ):
+        best = math.inf
+        for _ in range(6):  # the first call warms up
+            started = time.perf_counter()
+            gen.model.generate_batch(rows, **options)
+            best = min(best, time.perf_counter() - started)
+        per_prompt = best / len(rows) * 1000
+        print(f"{name}: {per_prompt:.1f} ms per prompt ({len(rows)} x {length} tokens)")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "inter":
         inter(int(sys.argv[2]))
+    elif sys.argv[1] == "prefill":
+        prefill(int(sys.argv[2]))
     else:
         spread(int(sys.argv[2]), [None if s == "none" else int(s) for s in sys.argv[3].split(",")])
