@@ -74,6 +74,13 @@ def lora(
             "few-shot or a new domain; the manifest records it as the parent"
         ),
     ] = None,
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON Lines of {record_id, explanation}: train on these texts instead of the "
+            "references, only for the train records named (distillation: `recx train teacher`)"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16")] = "auto",
@@ -101,7 +108,17 @@ def lora(
         _fail(f"{work_dir} already holds a training run; pass --resume, or delete it to restart")
     _log(f"building examples from {data_dir}")
     store = EvidenceStore.open(data_dir, index or _existing(settings.paths.index_dir))
-    train = build_examples(store, prepared, "train", limit=max_train, seed=seed)
+    from training.targets import read_targets
+
+    try:
+        replacement = read_targets(targets) if targets is not None else None
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    train = build_examples(
+        store, prepared, "train", limit=max_train, seed=seed, targets=replacement
+    )
+    if replacement is not None and not train:
+        _fail(f"{targets} names none of the train records of {data_dir}")
     valid = build_examples(store, prepared, "valid", limit=max_valid, seed=seed)
     _log(f"{len(train)} train / {len(valid)} valid examples")
     config = TrainConfig(
@@ -122,7 +139,11 @@ def lora(
         dtype=dtype,
         threads=threads,
         init_adapter=init_adapter,
-        extra={"max_train": max_train, "max_valid": max_valid},
+        extra={
+            "max_train": max_train,
+            "max_valid": max_valid,
+            "targets": str(targets) if targets is not None else None,
+        },
     )
     extra = {"data": {"dir": str(data_dir), "checksum": data_checksum(data_dir)}}
     try:
@@ -199,6 +220,59 @@ def reranker(
         )
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
+
+
+@app.command("teacher")
+def teacher(
+    out: Annotated[Path, typer.Option(help="JSON Lines of {record_id, explanation} to write")],
+    adapter: AdapterOption = None,
+    data: DataOption = None,
+    index: IndexOption = None,
+    split: Annotated[str, typer.Option(help="Split whose records are answered")] = "train",
+    limit: Annotated[int | None, typer.Option(min=1, help="Sample this many records")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Requests decoded per batch")] = 64,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for decoding")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+) -> None:
+    """Distillation targets: the lora explainer (its configured decoding) answers train records;
+    `recx train lora --targets OUT` then trains a student on them. Resumes an interrupted run."""
+    from rich.progress import Progress
+
+    from recx_worker.config import load_settings
+    from recx_worker.explainer import ExplainerContext
+    from recx_worker.plugins import create_explainer
+    from recx_worker.prepared import PreparedData
+    from recx_worker.retrieval.evidence import EvidenceStore
+    from training.distill import teacher_records, write_teacher_targets
+
+    settings = load_settings()
+    data_dir = data or settings.paths.data_dir
+    try:
+        prepared = PreparedData(data_dir)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    store = EvidenceStore.open(data_dir, index or _existing(settings.paths.index_dir))
+    options = dict(settings.chain.options.get("lora", {}))
+    options["adapter_dir"] = adapter or options.get("adapter_dir") or settings.paths.adapter_dir
+    if threads:
+        options["threads"] = threads
+    explainer = create_explainer("lora", ExplainerContext.from_settings(settings, store), **options)
+    records = teacher_records(prepared, store, split, limit, seed)
+    _log(f"teacher: {len(records)} {split} records from {data_dir} -> {out}")
+    with Progress(console=console, disable=not progress) as bar:
+        task = bar.add_task("teacher", total=len(records))
+        written = write_teacher_targets(
+            explainer,
+            prepared,
+            store,
+            records,
+            out,
+            max_words=settings.chain.max_words,
+            batch_size=batch_size,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    _log(f"done: {written} answered now, {len(records)} in {out}")
 
 
 def _paths() -> tuple[Path, Path, Path]:

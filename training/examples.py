@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from recx_worker.lm.prompting import lm_input
 from recx_worker.prepared import ExplanationRecord, PreparedData
 from recx_worker.sentiment import NEGATIVE_THRESHOLD
-from training.targets import drop_negative
+from training.targets import drop_negative, replace_targets
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +42,27 @@ def build_examples(
     limit: int | None = None,
     seed: int = 0,
     negative_threshold: float | None = NEGATIVE_THRESHOLD,
+    targets: Mapping[str, str] | None = None,
 ) -> list[Example]:
     """Up to ``limit`` examples of ``split`` (a seeded random sample when limited).
 
     Records whose explanation reads as negative (VADER compound <= ``negative_threshold``) are
-    no targets (``training.targets``); ``negative_threshold=None`` keeps them.
+    no targets (``training.targets``); ``negative_threshold=None`` keeps them. ``targets``
+    (``{record_id: text}``, e.g. a teacher's outputs) keeps only the records it names and
+    trains on its text instead of the reference; the negative filter then reads that text.
     """
-    records = drop_negative(data.split(split), negative_threshold).kept
+    originals = {record.record_id: record for record in data.split(split)}
+    records = list(originals.values())
+    if targets is not None:
+        records = replace_targets(records, targets)
+    records = drop_negative(records, negative_threshold).kept
     if limit is not None and limit < len(records):
         records = random.Random(seed).sample(records, limit)
     examples = []
     for record in records:
         if not store.knows_item(record.item_id):
             continue
-        evidence = record_evidence(store, data, record)
+        # the evidence of the original record: its own review never becomes the snippet
+        evidence = record_evidence(store, data, originals[record.record_id])
         examples.append(Example(record.record_id, lm_input(evidence), record.explanation.strip()))
     return examples
