@@ -207,6 +207,26 @@ def test_bench_generate_sweeps_batch_sizes(small, tiny_config, tmp_path, monkeyp
     assert result.exit_code == 2 and "not a language-model explainer" in result.output
 
 
+def test_bench_generate_runs_one_plugin_under_two_labels(small, tiny_config, tmp_path):
+    data, index = small
+    config = tmp_path / "two.toml"
+    base = tiny_config.read_text(encoding="utf-8")
+    short = base.replace("[chain.options.prompt]", "[chain.options.short]")
+    config.write_text(base + short.replace("max_new_tokens = 8", "max_new_tokens = 2"))
+    out = tmp_path / "bench.json"
+    args = ["bench", "generate", "--data", str(data), "--index", str(index), "--n", "4"]
+    args += ["--explainers", "prompt,short=prompt", "--batch-sizes", "4", "--no-naive"]
+    args += ["--engines", "ct2", "--threads", "1", "--config", str(config), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert set(doc["explainers"]) == {"prompt/ct2", "short/ct2"}
+    rows = {r["explainer"]: r for r in doc["rows"]}
+    # each label ran with its own options: at most 2 new tokens per answer, against 8
+    assert 0 < rows["short"]["tokens_per_expl"] <= 2
+    assert 0 < rows["prompt"]["tokens_per_expl"] <= 8
+
+
 def test_eval_help_shows_bracketed_option_names():
     result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

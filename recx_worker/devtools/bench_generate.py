@@ -256,8 +256,9 @@ def compare_engines(rows: list[dict[str, Any]], matmul: float) -> None:
         row["matmul_share"] = row["gflop_per_s"] / matmul if matmul else None
 
 
-def lm_subject(explainer: Any, requests: list[Any]) -> Subject:
-    """The generator and prompts of a warmed-up LM explainer (see ``lm.explainers``)."""
+def lm_subject(explainer: Any, requests: list[Any], label: str | None = None) -> Subject:
+    """The generator and prompts of a warmed-up LM explainer (see ``lm.explainers``), named
+    ``label`` (default: the explainer's name)."""
     generator = getattr(explainer, "generator", None)
     render = getattr(explainer, "render_prompts", None)
     if generator is None or not callable(render):
@@ -269,7 +270,7 @@ def lm_subject(explainer: Any, requests: list[Any]) -> Subject:
     if getattr(explainer, "adapter_version", None):
         model = f"{model} + adapter {explainer.adapter_version}"
     bans = explainer.bans(requests) if callable(getattr(explainer, "bans", None)) else None
-    return Subject(explainer.name, generator, list(render(requests)), str(model), bans)
+    return Subject(label or explainer.name, generator, list(render(requests)), str(model), bans)
 
 
 def run_generate_bench(
@@ -328,7 +329,11 @@ def run_generate_bench(
         "explainers": {},
     }
     registered = registered_explainers()
-    for name in names:
+    for spec in names:
+        # "LABEL=PLUGIN" benches PLUGIN with the options of [chain.options.LABEL], under LABEL
+        # (e.g. "v2=lora" beside "lora": two adapters or decodings in one run)
+        label, _, plugin = spec.partition("=")
+        name = plugin or label
         if name not in registered:
             raise BenchInputError(f"unknown explainer {name!r}")
         if not issubclass(registered[name].cls, LMExplainer):
@@ -337,7 +342,7 @@ def run_generate_bench(
             )
         for engine in engines or ENGINES:
             real_engine, generator_settings = ENGINE_VARIANTS.get(engine, (engine, {}))
-            options = settings.chain.options.get(name, {}) | {
+            options = settings.chain.options.get(label, {}) | {
                 "engine": real_engine,
                 "threads": threads,
             }
@@ -352,7 +357,7 @@ def run_generate_bench(
                     f"explainer {name!r} ({engine}) cannot start: {exc}"
                 ) from None
             try:
-                subject = lm_subject(explainer, requests)
+                subject = lm_subject(explainer, requests, label)
                 subject.engine = engine
                 for key, value in generator_settings.items():
                     setattr(subject.generator, key, value)

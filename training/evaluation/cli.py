@@ -156,7 +156,12 @@ def _feedback_eval(
 
 def bench_generate_command(
     data: Path = typer.Option(_DEFAULTS.data_dir, "--data", help="Prepared-data directory."),
-    explainers: str = typer.Option("prompt,lora", "--explainers", help="LM explainers to bench."),
+    explainers: str = typer.Option(
+        "prompt,lora",
+        "--explainers",
+        help="LM explainers to bench; LABEL=PLUGIN benches PLUGIN with the options of "
+        "[chain.options.LABEL] under LABEL (two adapters or decodings in one run).",
+    ),
     n: int = typer.Option(64, "--n", min=1, help="Requests (test split) per configuration."),
     batch_sizes: str = typer.Option(
         "", "--batch-sizes", help="Comma-separated sweep (default 1,8,32 on CPU, 1..128 on GPU)."
