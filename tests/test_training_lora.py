@@ -257,3 +257,37 @@ def test_a_child_that_never_beats_its_parent_says_it_kept_the_parent(trained, tm
     assert logs[-1].endswith(f"(the parent adapter {parent_config.out_dir})")
     assert read_manifest(config.out_dir)["improved_on_start"] is False
     assert read_manifest(parent_config.out_dir)["improved_on_start"] is True
+
+
+def test_manifest_decoding_sets_the_lora_defaults_under_explicit_options(trained, tmp_path):
+    import shutil
+
+    from recx_worker.default_plugins.lora import LoraExplainer
+
+    config, _ = trained
+    student = tmp_path / "student"
+    shutil.copytree(config.out_dir, student)
+    manifest = json.loads((student / "manifest.json").read_text())
+    manifest["decoding"] = {"num_beams": 1, "length_penalty": 1.0, "unknown_knob": 7}
+    (student / "manifest.json").write_text(json.dumps(manifest))
+
+    plain = LoraExplainer(adapter_dir=config.out_dir).generation
+    assert (plain.num_beams, plain.candidates, plain.length_penalty) == (4, 4, 2.0)
+    greedy = LoraExplainer(adapter_dir=student).generation
+    assert (greedy.num_beams, greedy.candidates, greedy.length_penalty) == (1, 1, 1.0)
+    configured = LoraExplainer(adapter_dir=student, num_beams=3).generation
+    assert (configured.num_beams, configured.candidates) == (3, 3)
+    (student / "manifest.json").write_text("{not json")
+    assert LoraExplainer(adapter_dir=student).generation.num_beams == 4  # warm_up reports it
+
+
+def test_parse_decoding_reads_numbers_for_known_keys():
+    from training.cli import parse_decoding
+
+    assert parse_decoding(["num_beams=1", "length_penalty=2.5"]) == {
+        "num_beams": 1,
+        "length_penalty": 2.5,
+    }
+    for bad in ("beams=1", "num_beams", "num_beams=true", "num_beams=four"):
+        with pytest.raises(ValueError, match="--decoding"):
+            parse_decoding([bad])

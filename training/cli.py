@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -81,6 +81,15 @@ def lora(
             "references, only for the train records named (distillation: `recx train teacher`)"
         ),
     ] = None,
+    decoding: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE (repeatable): decoding the manifest recommends, which the lora "
+            "explainer uses unless configured otherwise (e.g. num_beams=1 for a distilled "
+            "student); keys: num_beams, candidates, length_penalty, max_new_tokens, "
+            "min_new_tokens, repetition_penalty"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16")] = "auto",
@@ -145,7 +154,12 @@ def lora(
             "targets": str(targets) if targets is not None else None,
         },
     )
-    extra = {"data": {"dir": str(data_dir), "checksum": data_checksum(data_dir)}}
+    extra: dict[str, Any] = {"data": {"dir": str(data_dir), "checksum": data_checksum(data_dir)}}
+    if decoding:
+        try:
+            extra["decoding"] = parse_decoding(decoding)
+        except ValueError as exc:
+            _fail(str(exc))
     try:
         result = train_lora(
             config, train, valid, resume=resume, manifest_extra=extra, progress=progress, log=_log
@@ -157,6 +171,30 @@ def lora(
         f"best valid loss {result.best_valid_loss:.4f} at step {result.best_step}; "
         f"adapter in {result.out_dir}"
     )
+
+
+def parse_decoding(pairs: list[str]) -> dict[str, object]:
+    """``["num_beams=1", "length_penalty=2.0"]`` as manifest decoding options (JSON values)."""
+    import json
+
+    from recx_worker.lm.adapter import DECODING_OPTIONS
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in DECODING_OPTIONS:
+            raise ValueError(
+                f"--decoding {pair!r}: expected KEY=VALUE with KEY one of "
+                + ", ".join(DECODING_OPTIONS)
+            )
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"--decoding {pair!r}: {raw!r} is not a number") from exc
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"--decoding {pair!r}: {raw!r} is not a number")
+        out[key] = value
+    return out
 
 
 def _existing(path: Path) -> Path | None:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from recx_worker.events import Evidence
-from recx_worker.explainer import ExplainRequest
+from recx_worker.explainer import ExplainerContext, ExplainRequest
 from recx_worker.hookspecs import hookimpl
-from recx_worker.lm.adapter import adapter_identity, load_merged
+from recx_worker.lm.adapter import adapter_identity, load_merged, manifest_decoding
 from recx_worker.lm.device import DeviceChoice
 from recx_worker.lm.explainers import LMExplainer
 from recx_worker.lm.prompting import focus_feature, lm_input
@@ -53,6 +53,12 @@ class LoraExplainer(LMExplainer):
         **options: Any,
     ) -> None:
         base = options.pop("base", None)
+        context = options.get("context") or ExplainerContext()
+        adapter_path = Path(adapter_dir or context.paths.adapter_dir)
+        # The adapter's own recommendation (its manifest's "decoding": a distilled student is
+        # decoded greedily) comes under explicit options and over the defaults below.
+        for key, value in manifest_decoding(adapter_path).items():
+            options.setdefault(key, value)
         # Quality by default: 4 beams ranked with length_penalty 2 (the answers were shorter
         # than the references: BLEU's brevity penalty cost 14 %) and the "typical" pick among
         # the 4 on the full training prompt (docs/results-quality.md, "Length and phrasing").
@@ -63,7 +69,7 @@ class LoraExplainer(LMExplainer):
         options.setdefault("length_penalty", 2.0)
         super().__init__(**options)
         self.base_override = base
-        self.adapter_dir = Path(adapter_dir or self.context.paths.adapter_dir)
+        self.adapter_dir = adapter_path
         if lead_feature not in LEAD_CHOICES:
             raise ValueError(f"lead_feature must be one of {', '.join(LEAD_CHOICES)}")
         self.lead_feature = lead_feature

@@ -39,6 +39,31 @@ def read_manifest(adapter_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+#: Explainer options an adapter's manifest may recommend under ``"decoding"`` (how the adapter
+#: was meant to be decoded, e.g. greedily for a distilled student).
+DECODING_OPTIONS = (
+    "num_beams",
+    "candidates",
+    "length_penalty",
+    "max_new_tokens",
+    "min_new_tokens",
+    "repetition_penalty",
+)
+
+
+def manifest_decoding(adapter_dir: Path) -> dict[str, Any]:
+    """The decoding options the adapter's manifest recommends (``{}`` when it has none or the
+    manifest cannot be read: ``read_manifest`` reports that when the adapter loads)."""
+    try:
+        manifest = json.loads((Path(adapter_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    decoding = manifest.get("decoding") if isinstance(manifest, dict) else None
+    if not isinstance(decoding, dict):
+        return {}
+    return {k: v for k, v in decoding.items() if k in DECODING_OPTIONS}
+
+
 def adapter_checksum(adapter_dir: Path) -> str:
     """sha256 over the adapter's config and weights (what a merged model depends on)."""
     digest = hashlib.sha256()
