@@ -291,3 +291,75 @@ def test_parse_decoding_reads_numbers_for_known_keys():
     for bad in ("beams=1", "num_beams", "num_beams=true", "num_beams=four"):
         with pytest.raises(ValueError, match="--decoding"):
             parse_decoding([bad])
+
+
+def test_teacher_answers_then_a_student_trains_on_them(trained, gpt2_dir, worker_data, tmp_path):
+    """`recx train teacher` writes (and resumes) distillation targets; `recx train lora
+    --targets` trains on them and the manifest says so; `--decoding` is recorded."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from recx_worker.cli import app
+    from recx_worker.default_plugins.lora import LoraExplainer
+    from recx_worker.prepared import PreparedData
+
+    config, _ = trained
+    tiny, index = worker_data
+    data = tmp_path / "data"  # the tiny data with 4 of its 12 train records as valid
+    shutil.copytree(tiny, data)
+    lines = (tiny / "train.jsonl").read_text().splitlines(keepends=True)
+    (data / "train.jsonl").write_text("".join(lines[:8]))
+    (data / "valid.jsonl").write_text("".join(lines[8:]))
+    settings = tmp_path / "recx.toml"
+    settings.write_text(
+        f'[chain.options.lora]\nbase = "{gpt2_dir}"\nadapter_dir = "{config.out_dir}"\n'
+        f'device = "cpu"\nengine = "torch"\nmax_new_tokens = 6\nnum_beams = 2\n'
+        f'model_cache = "{tmp_path / "cache"}"\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    env = {"RECX_CONFIG": str(settings)}
+    out = tmp_path / "teacher.jsonl"
+    args = ["train", "teacher", "--data", str(data), "--index", str(index), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--limit", "6", "--no-progress"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    train_ids = {r.record_id for r in PreparedData(data).split("train")}
+    assert len(rows) == 6 and {r["record_id"] for r in rows} <= train_ids
+    assert all(r["explanation"] is None or isinstance(r["explanation"], str) for r in rows)
+    again = runner.invoke(app, [*args, "--limit", "6", "--no-progress"], env=env)
+    assert again.exit_code == 0 and "0 answered now" in " ".join(again.output.split())
+    assert len(out.read_text().splitlines()) == 6  # resumed: nothing answered twice
+    result = runner.invoke(app, [*args, "--split", "valid", "--no-progress"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+
+    # a student on the teacher's texts (whatever they are: the model is random)
+    out.write_text(
+        "".join(
+            json.dumps({"record_id": r["record_id"], "explanation": "The tuner is accurate."})
+            + "\n"
+            for r in rows
+        )
+    )
+    student = tmp_path / "student"
+    args = ["train", "lora", "--data", str(data), "--index", str(index), "--out", str(student)]
+    args += ["--base", str(gpt2_dir), "--init-adapter", str(config.out_dir)]
+    args += ["--targets", str(out), "--decoding", "num_beams=1", "--epochs", "1"]
+    args += ["--batch-size", "2", "--threads", "1", "--work", str(tmp_path / "work")]
+    result = runner.invoke(app, [*args, "--no-progress"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"validation against the texts of {out}" in " ".join(result.output.split())
+    manifest = read_manifest(student)
+    assert manifest["decoding"] == {"num_beams": 1}
+    assert manifest["hyperparameters"]["targets"] == str(out)
+    assert manifest["train_examples"] == 6
+    assert LoraExplainer(adapter_dir=student).generation.num_beams == 1
+
+    missing = tmp_path / "none.jsonl"
+    missing.write_text('{"record_id": "not-a-record", "explanation": "x"}\n')
+    args[args.index(str(out))] = str(missing)
+    args[args.index(str(tmp_path / "work"))] = str(tmp_path / "work2")
+    result = runner.invoke(app, [*args, "--no-progress"], env=env)
+    assert result.exit_code == 2 and "names none of the train records" in result.output

@@ -104,6 +104,7 @@ def lora(
     from recx_worker.retrieval.evidence import EvidenceStore
     from training.examples import build_examples
     from training.lora import TrainConfig, train_lora
+    from training.targets import read_targets
 
     settings = load_settings()
     data_dir = data or settings.paths.data_dir
@@ -117,8 +118,6 @@ def lora(
         _fail(f"{work_dir} already holds a training run; pass --resume, or delete it to restart")
     _log(f"building examples from {data_dir}")
     store = EvidenceStore.open(data_dir, index or _existing(settings.paths.index_dir))
-    from training.targets import read_targets
-
     try:
         replacement = read_targets(targets) if targets is not None else None
     except (OSError, ValueError) as exc:
@@ -128,8 +127,15 @@ def lora(
     )
     if replacement is not None and not train:
         _fail(f"{targets} names none of the train records of {data_dir}")
-    valid = build_examples(store, prepared, "valid", limit=max_valid, seed=seed)
-    _log(f"{len(train)} train / {len(valid)} valid examples")
+    # Early stopping measures what the student learns: the teacher's valid answers if the
+    # file has them (`recx train teacher --split valid`), else the references.
+    valid_ids = {r.record_id for r in prepared.split("valid")}
+    valid_targets = replacement if replacement and valid_ids & replacement.keys() else None
+    valid = build_examples(
+        store, prepared, "valid", limit=max_valid, seed=seed, targets=valid_targets
+    )
+    against = "the references" if valid_targets is None else f"the texts of {targets}"
+    _log(f"{len(train)} train / {len(valid)} valid examples (validation against {against})")
     config = TrainConfig(
         out_dir=out_dir,
         work_dir=work_dir,
