@@ -245,6 +245,7 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
                 "events": n,
                 "events_per_s": round(throughput, 1),
                 "cpu_us_per_event": round(cpu_s / n * 1e6, 1) if cpu_s is not None else None,
+                "cpu_us_per_event_by_process": [round(v / n * 1e6, 1) for v in cpu.used.values()],
                 "rss_mib": memory,
                 "latency_rate_per_s": round(rate, 1),
                 "latency_events": k,
@@ -302,28 +303,33 @@ def _latency(
 
 class _CpuMeter:
     """CPU seconds (user + system) the benchmark's processes and their children (a worker's
-    core processes) use from ``start`` on (Linux ``/proc``; None elsewhere)."""
+    core processes) use from ``start`` on, in all and per process (Linux ``/proc``; None
+    elsewhere)."""
 
     def __init__(self, procs: Sequence[Any]) -> None:
         self.pids = [p.pid for p in procs]
-        self.begin: float | None = None
+        self.begin: dict[int, float] | None = None
+        self.used: dict[int, float] = {}  # per process, set by ``seconds``
 
-    def _total(self) -> float | None:
+    def _per_process(self) -> dict[int, float] | None:
         try:
-            ticks = 0
+            ticks = {}
             for pid in process_tree(self.pids):
                 fields = _stat(pid)
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
-            return ticks / os.sysconf("SC_CLK_TCK")
+                ticks[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return ticks
         except (OSError, ValueError, IndexError):
             return None
 
     def start(self) -> None:
-        self.begin = self._total()
+        self.begin = self._per_process()
 
     def seconds(self) -> float | None:
-        end = self._total()
-        return None if end is None or self.begin is None else end - self.begin
+        end = self._per_process()
+        if end is None or self.begin is None:
+            return None
+        self.used = {pid: s - self.begin.get(pid, 0.0) for pid, s in end.items()}
+        return sum(self.used.values())
 
 
 def _stat(pid: int) -> list[str]:
