@@ -1,6 +1,7 @@
 """CPU per event of the worker's pipeline without Kafka, with the core on this thread or in core
 processes (``worker.core_processes``): the bench events through ``Pipeline.submit`` in
-micro-batches, 3 in flight as in the worker; CPU of this process and of its core processes.
+micro-batches, ``--in-flight`` of them submitted ahead (3, as in the worker); CPU of this
+process and of its core processes.
 
 ```bash
 PYTHONPATH=$PWD python -m recx_worker.devtools.core_cost --core-processes 1 --events 20000
@@ -20,14 +21,15 @@ import typer
 
 from recx_worker.devtools.bench_worker import _events_from_data, _stat
 
-IN_FLIGHT = 3  # the worker's PIPELINE_DEPTH
-
 
 def main(
     core_processes: Annotated[int, typer.Option(min=0, help="worker.core_processes")] = 0,
     events: Annotated[int, typer.Option(min=64, help="Bench events per repeat")] = 3000,
     repeats: Annotated[int, typer.Option(min=1, help="Passes over the same events")] = 3,
     max_batch: Annotated[int, typer.Option(min=1, help="Events per micro-batch")] = 64,
+    in_flight: Annotated[
+        int, typer.Option(min=1, help="Batches submitted ahead (the worker: up to 3)")
+    ] = 3,
     data: Annotated[Path, typer.Option(help="Prepared data")] = Path("var/data/musical"),
     index: Annotated[Path, typer.Option(help="Item index")] = Path("var/index/musical"),
 ) -> None:
@@ -64,15 +66,16 @@ def main(
     try:
         for repeat in range(repeats):
             own, kids, t0 = time.process_time(), children_cpu(), time.perf_counter()
-            pending = [pipeline.submit(b) for b in batches[:IN_FLIGHT]]
+            pending = [pipeline.submit(b) for b in batches[:in_flight]]
             done = 0
             for i in range(len(batches)):
                 done += len(pending.pop(0).result())
-                if i + IN_FLIGHT < len(batches):
-                    pending.append(pipeline.submit(batches[i + IN_FLIGHT]))
+                if i + in_flight < len(batches):
+                    pending.append(pipeline.submit(batches[i + in_flight]))
             wall = time.perf_counter() - t0
             row = {
                 "core_processes": core_processes,
+                "in_flight": in_flight,
                 "repeat": repeat,
                 "events": done,
                 "wall_us_per_event": round(wall / done * 1e6, 1),
