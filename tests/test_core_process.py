@@ -82,6 +82,7 @@ def test_a_core_process_gives_the_outputs_of_the_core_on_this_thread(child, sett
         expected = [_comparable(o) for o in local.process(records)]
     finally:
         local.close()
+    assert set(local.batcher.snapshot()) == {"always-declines", "dies-on-poison"}
     got = [_comparable(o) for o in child.process(records)]
     assert got == expected
     assert [g[0] for g in got] == ["explanation"] * 12 + ["dead_letter"]
@@ -89,9 +90,12 @@ def test_a_core_process_gives_the_outputs_of_the_core_on_this_thread(child, sett
 
 
 def test_stage_timings_and_fallbacks_of_the_child_reach_the_worker_metrics(settings) -> None:
+    from prometheus_client import generate_latest
+
     metrics = WorkerMetrics()
     pipe = Pipeline.from_settings(_with(settings, 1), metrics)
     pipe.warm_up()
+    metrics.watch_batcher(pipe.batcher)  # as the worker does
     try:
         pending = [pipe.submit(_records(settings, 4)) for _ in range(3)]  # 3 batches in flight
         outs = [p.result() for p in pending]
@@ -101,6 +105,10 @@ def test_stage_timings_and_fallbacks_of_the_child_reach_the_worker_metrics(setti
     for stage in ("validate", "enrich", "explain"):
         assert metrics.stage_latency.labels(stage)._sum.get() > 0
     assert metrics.fallbacks.labels("always-declines", "declined")._value.get() == 12
+    # the deadline batcher's measurements of the child's chain, as for a core on this thread
+    text = generate_latest(metrics.registry).decode()
+    assert 'recx_stage_admitted_requests{stage="always-declines"} 4.0' in text
+    assert 'recx_stage_seconds_per_request{stage="dies-on-poison"}' in text
 
 
 def test_a_killed_core_process_is_restarted_and_its_batches_retried(child, settings) -> None:

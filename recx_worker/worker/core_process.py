@@ -4,7 +4,8 @@ In one process the Kafka client (consumer poll, producer ``send`` and its networ
 the explain core share one GIL and so one core; here the core runs in child processes
 (``concurrent.futures.ProcessPoolExecutor``, spawned: the worker has threads) and the worker
 process keeps the Kafka I/O. Input bytes go to the child, ``pipeline.Encoded`` outcomes (the
-explanation JSON already encoded) and the stage timings come back.
+explanation JSON already encoded), the stage timings and the deadline batcher's measurements
+come back (for the worker's metrics).
 
 - **Warm before ready**: every child opens and warms the core in its initializer and waits
   at a barrier for the others; ``warm_up`` returns once a first task has run, i.e. all are warm.
@@ -46,8 +47,20 @@ log = structlog.get_logger(__name__)
 StageTimer = Callable[[str, float], None]
 #: How long the children may take to open and warm the core (a language model loads slowly).
 WARM_UP_TIMEOUT_S = 900.0
-#: A child's answer: the encoded outcomes and the stage timings ``(stage, seconds)``.
-Answer = tuple[list["Encoded"], list[tuple[str, float]]]
+#: A child's answer: the encoded outcomes, the stage timings ``(stage, seconds)`` and the
+#: snapshot of its chain's deadline batcher (``DeadlineBatcher.snapshot``; empty if none).
+Answer = tuple[list["Encoded"], list[tuple[str, float]], dict[str, dict[str, float]]]
+
+
+class BatcherSnapshot:
+    """What the core processes' deadline batcher measured, as of the latest answer (the
+    ``snapshot`` the worker's metrics read at scrape time)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[str, float]] = {}
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        return self.latest
 
 
 class CoreProcessDied(RuntimeError):
@@ -66,6 +79,7 @@ class CoreProcess:
         self.settings = settings
         self.processes = settings.worker.core_processes
         self.on_stage: StageTimer | None = None
+        self.batcher = BatcherSnapshot()
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._generation = 0  # increases with every (re)started pool
@@ -159,10 +173,14 @@ class CoreProcess:
         log.info("core_processes_warm", processes=self.processes, pids=_pids(pool))
         return pool, disabled
 
-    def _timings(self, timings: list[tuple[str, float]]) -> None:
+    def _answered(self, answer: Answer) -> list[Encoded]:
+        encoded, timings, batcher = answer
         if self.on_stage is not None:
             for stage, seconds in timings:
                 self.on_stage(stage, seconds)
+        if batcher:
+            self.batcher.latest = batcher
+        return encoded
 
 
 class ChildBatch:
@@ -183,14 +201,13 @@ class ChildBatch:
             if self.future is None:
                 self.future, self.generation = self.owner._submit_now(self.values)
             try:
-                encoded, timings = self.future.result()
+                answer = self.future.result()
             except BrokenProcessPool:
                 self.future = None
                 self.owner.restart(self.generation)
                 log.warning("core_batch_retried", events=len(self.values), attempt=attempt + 1)
                 continue
-            self.owner._timings(timings)
-            return encoded
+            return self.owner._answered(answer)
         raise CoreProcessDied(f"the core process died twice on a batch of {len(self.values)}")
 
 
@@ -228,13 +245,15 @@ def _disabled_explainers() -> dict[str, str]:
 
 
 def _process(values: list[bytes]) -> Answer:
-    """One micro-batch through the core, encoded, with its stage timings."""
+    """One micro-batch through the core, encoded, with its stage timings and the batcher's
+    measurements."""
     from recx_worker.worker.pipeline import encode
 
     assert _core is not None
     _timings.clear()
     encoded = encode(_core.process(values))
-    return encoded, list(_timings)
+    batcher = getattr(_core.chain, "batcher", None)  # an experiment's ArmChains has none
+    return encoded, list(_timings), batcher.snapshot() if batcher is not None else {}
 
 
 def _pids(pool: ProcessPoolExecutor | None) -> list[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -116,6 +116,14 @@ class Pipeline:
 
             return cls(settings, CoreProcess(settings), metrics)
         return cls(settings, ExplainCore.open(settings), metrics)
+
+    @property
+    def batcher(self) -> Any:
+        """The chain's deadline batcher (core processes: the latest snapshot of theirs), whose
+        measurements the worker's metrics export; None when the chain has none."""
+        if isinstance(self.core, ExplainCore):
+            return getattr(self.core.chain, "batcher", None)
+        return self.core.batcher
 
     def warm_up(self) -> None:
         for name, reason in self.core.warm_up().items():

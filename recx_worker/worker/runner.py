@@ -166,7 +166,7 @@ class Worker:
         # every few thousand events) does not walk hundreds of thousands of them.
         gc.collect()
         gc.freeze()
-        if (batcher := getattr(getattr(self.pipeline, "chain", None), "batcher", None)) is not None:
+        if (batcher := getattr(self.pipeline, "batcher", None)) is not None:
             self.metrics.watch_batcher(batcher)
         self._warm = True
         kafka = self.settings.kafka
