@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -496,3 +497,40 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_core_process_that_cannot_start_again_stops_the_worker_and_loses_nothing(
+    kafka_bootstrap, worker_data, tmp_path
+) -> None:
+    """The core process is killed and its replacement cannot open the prepared data: the worker
+    exits 1 without committing past what it delivered, and a second worker explains the rest."""
+    data, index = (shutil.copytree(p, tmp_path / p.name) for p in worker_data)
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, "core-fatal", partitions=3)
+    events = make_events(EVENTS, users, items)
+    env = worker_env(
+        kafka_bootstrap, topics, data, index, max_batch=16, core_processes=1, **slow_chain(0.05)
+    )
+    first = WorkerProcess(env, tmp_path / "w1.log", "w-fatal").start()
+    second = WorkerProcess(env, tmp_path / "w2.log", "w-after")
+    try:
+        first.wait_assigned()
+        (child,) = first.events_named("core_processes_warm")[0]["pids"]
+        publish(kafka_bootstrap, topics.input, events)
+        wait_for(lambda: output_count(kafka_bootstrap, topics.output) >= EVENTS // 5, 60, "a fifth")
+        data.rename(tmp_path / "moved")
+        os.kill(child, signal.SIGKILL)
+        assert first.proc is not None and first.proc.wait(60) == 1
+        assert first.events_named("worker_fatal")
+        (tmp_path / "moved").rename(data)
+        second.start()
+        wait_for(
+            lambda: len(explained_ids(kafka_bootstrap, topics.output)) >= EVENTS,
+            120,
+            "every event explained after the fatal stop",
+        )
+        ids = explained_ids(kafka_bootstrap, topics.output)
+        assert set(ids) == {event_id for _, _, event_id in events}
+        print(f"\ncore process fatal: {EVENTS} events, duplicates={sum(ids.values()) - len(ids)}")
+    finally:
+        stop_all([first, second])
