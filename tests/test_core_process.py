@@ -1,7 +1,8 @@
 """The explain core in a child process (``worker.core_processes``), without a broker: the same
 outputs as the core on the worker's thread, stage timings and fallbacks in the worker's
 metrics, a killed child restarted with its batch retried, a record that kills the child
-dead-lettered, a child that cannot start again stopping the worker, and ``close``."""
+dead-lettered, a child that cannot start again stopping the worker, and ``close`` (the last
+three start several processes each: marked slow)."""
 
 from __future__ import annotations
 
@@ -125,6 +126,7 @@ def test_a_killed_core_process_is_restarted_and_its_batches_retried(child, setti
         os.kill(before, 0)
 
 
+@pytest.mark.slow  # restarts or starts several core processes
 def test_a_record_that_kills_the_core_process_becomes_a_dead_letter(child, settings) -> None:
     worker = Worker(settings)
     worker.pipeline = child
@@ -140,6 +142,7 @@ def test_a_record_that_kills_the_core_process_becomes_a_dead_letter(child, setti
     assert child.process(_records(settings, 2))[0].kind == "explanation"  # still working
 
 
+@pytest.mark.slow  # restarts or starts several core processes
 def test_a_core_process_that_cannot_start_again_is_fatal(settings, tmp_path) -> None:
     pipe = Pipeline.from_settings(_with(settings, 1), WorkerMetrics())
     pipe.warm_up()
@@ -157,6 +160,7 @@ def test_a_core_process_that_cannot_start_again_is_fatal(settings, tmp_path) -> 
         pipe.close()
 
 
+@pytest.mark.slow  # restarts or starts several core processes
 def test_close_stops_the_core_processes(settings) -> None:
     pipe = Pipeline.from_settings(_with(settings, 2), WorkerMetrics())
     pipe.warm_up()
