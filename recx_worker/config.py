@@ -226,6 +226,14 @@ class WorkerSettings(_Section):
     max_buffered: int = Field(
         512, ge=1, description="Fetched events held before the worker pauses its partitions"
     )
+    core_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Child processes that run the explain core (validate, enrich, chain, "
+        "guard, JSON), so Kafka I/O in the worker process and explaining use separate cores; "
+        "0 = the core runs on the worker's processing thread",
+    )
     max_poll_records: int = Field(500, ge=1, description="Most records one poll returns")
     max_poll_interval_ms: int = Field(
         300_000, ge=1000, description="Kafka max.poll.interval.ms (the loop polls far more often)"

@@ -4,6 +4,11 @@ the per-rate report (latencies, who answered and why)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -13,8 +18,10 @@ from recx_worker.devtools.bench_worker import (
     add_share_of_ceiling,
     latency_stats,
     parse_rates,
+    process_tree,
     rate_events,
     read_output,
+    rss_mib,
     send_offsets,
 )
 
@@ -86,3 +93,22 @@ def test_a_dead_letter_counts_as_its_events_outcome() -> None:
     assert (event_id, output.dead_letter, output.explainer) == ("e3", "NoExplanation", None)
     stats = latency_stats({"e3": 0, "e4": 0}, {"e3": output, "e4": Output(9, "template")})
     assert stats["dead_letters"] == 1 and stats["answered"] == {"template": 0.5}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_process_tree_and_its_memory_include_a_workers_children() -> None:
+    sleeper = "import time; time.sleep(30)"
+    code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {sleeper!r}])"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while len(process_tree([parent.pid])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tree = process_tree([parent.pid])
+        assert tree[0] == parent.pid and len(tree) == 2
+        memory = rss_mib([parent.pid])
+        assert len(memory) == 2 and all(m > 1 for m in memory)
+    finally:
+        for pid in reversed(process_tree([parent.pid])):
+            os.kill(pid, signal.SIGKILL)
+        parent.wait()

@@ -5,11 +5,14 @@ Counts: RECX_TEST_FAULT_EVENTS (default 600)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from worker_support import (
@@ -440,3 +443,94 @@ def test_a_clean_exit_hands_partitions_over_at_once(kafka_bootstrap, worker_data
         assert handover_s < 10
     finally:
         stop_all(workers)
+
+
+def test_a_killed_core_process_is_restarted_and_every_event_explained_once(
+    kafka_bootstrap, worker_data, tmp_path
+) -> None:
+    """``worker.core_processes = 1``: SIGKILL the core process mid-run; the worker restarts it,
+    retries the batches it held, and every event gets exactly one output (no rebalance, so
+    no redelivery either); SIGTERM then stops the worker and its core process."""
+    data, index = worker_data
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, "core-kill", partitions=3)
+    events = make_events(EVENTS, users, items, malformed_share=0.05)
+    env = worker_env(
+        kafka_bootstrap, topics, data, index, max_batch=16, core_processes=1, **slow_chain(0.05)
+    )
+    worker = WorkerProcess(env, tmp_path / "w.log", "w-core").start()
+    try:
+        worker.wait_assigned()
+        (warm,) = worker.events_named("core_processes_warm")  # warm before it was assigned
+        (child,) = warm["pids"]
+        assert child != worker.pid and _get(worker, "/readyz") == 200
+        publish(kafka_bootstrap, topics.input, events)
+        wait_for(lambda: output_count(kafka_bootstrap, topics.output) >= EVENTS // 5, 60, "a fifth")
+        os.kill(child, signal.SIGKILL)
+        wait_for(
+            lambda: output_count(kafka_bootstrap, topics.output, topics.dlq) >= len(events),
+            120,
+            "every event answered",
+        )
+        ids = explained_ids(kafka_bootstrap, topics.output)
+        valid = [event_id for _, _, event_id in events if event_id is not None]
+        assert set(ids) == set(valid) and sum(ids.values()) == len(valid)  # exactly once
+        letters = read_topic(kafka_bootstrap, topics.dlq)
+        assert len(letters) == len(events) - len(valid)
+        classes = {DeadLetter.model_validate_json(r.value).error_class for r in letters}
+        assert "ProcessingError" not in classes  # the kill dead-lettered nothing
+        assert worker.events_named("core_process_died")
+        assert worker.events_named("core_batch_retried")  # it died holding batches
+        (restarted,) = worker.events_named("core_processes_warm")[1:]
+        (new_child,) = restarted["pids"]
+        assert worker.alive() and len(worker.events_named("worker_started")) == 1
+        assert _get(worker, "/readyz") == 200
+        assert worker.stop() == 0
+        wait_for(lambda: not _alive(new_child), 10, "the core process to exit")
+    finally:
+        stop_all([worker])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_core_process_that_cannot_start_again_stops_the_worker_and_loses_nothing(
+    kafka_bootstrap, worker_data, tmp_path
+) -> None:
+    """The core process is killed and its replacement cannot open the prepared data: the worker
+    exits 1 without committing past what it delivered, and a second worker explains the rest."""
+    data, index = (shutil.copytree(p, tmp_path / p.name) for p in worker_data)
+    users, items = catalog(data)
+    topics = Topics.fresh(kafka_bootstrap, "core-fatal", partitions=3)
+    events = make_events(EVENTS, users, items)
+    env = worker_env(
+        kafka_bootstrap, topics, data, index, max_batch=16, core_processes=1, **slow_chain(0.05)
+    )
+    first = WorkerProcess(env, tmp_path / "w1.log", "w-fatal").start()
+    second = WorkerProcess(env, tmp_path / "w2.log", "w-after")
+    try:
+        first.wait_assigned()
+        (child,) = first.events_named("core_processes_warm")[0]["pids"]
+        publish(kafka_bootstrap, topics.input, events)
+        wait_for(lambda: output_count(kafka_bootstrap, topics.output) >= EVENTS // 5, 60, "a fifth")
+        data.rename(tmp_path / "moved")
+        os.kill(child, signal.SIGKILL)
+        assert first.proc is not None and first.proc.wait(60) == 1
+        assert first.events_named("worker_fatal")
+        (tmp_path / "moved").rename(data)
+        second.start()
+        wait_for(
+            lambda: len(explained_ids(kafka_bootstrap, topics.output)) >= EVENTS,
+            120,
+            "every event explained after the fatal stop",
+        )
+        ids = explained_ids(kafka_bootstrap, topics.output)
+        assert set(ids) == {event_id for _, _, event_id in events}
+        print(f"\ncore process fatal: {EVENTS} events, duplicates={sum(ids.values()) - len(ids)}")
+    finally:
+        stop_all([first, second])

@@ -20,6 +20,7 @@ from recx_worker.worker import runner
 from recx_worker.worker.clients import KafkaClients
 from recx_worker.worker.flow import FlowControl
 from recx_worker.worker.lag import LagMeter
+from recx_worker.worker.pipeline import Deferred
 from recx_worker.worker.records import InRecord, OutRecord
 from recx_worker.worker.runner import Worker
 
@@ -41,6 +42,9 @@ class EchoPipeline:
 
     def close(self) -> None:
         return None
+
+    def submit(self, records: list[InRecord]) -> Deferred[list[OutRecord]]:
+        return Deferred(lambda: self.process(records))
 
     def process(self, records: list[InRecord]) -> list[OutRecord]:
         self.batches.append([(r.partition, r.offset) for r in records])

@@ -5,10 +5,14 @@
   (an explainer slower than ``max.poll.interval.ms``).
 - ``always-fails``: raises for every batch, so no explainer answers (dead letters).
 - ``always-declines``: returns an ``ExplainFailure`` for every request (a deliberate no).
+- ``dies-on-poison``: the real template explainer, but the process dies at once (SIGKILL, as
+  a crash in native code would) when a request's event id starts with ``poison``.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any, ClassVar
 
@@ -46,6 +50,21 @@ class AlwaysDeclinesExplainer(BaseExplainer):
         return [ExplainFailure("NotConfident", "declines every request") for _ in requests]
 
 
+class DiesOnPoisonExplainer(TemplateExplainer):
+    name: ClassVar[str] = "dies-on-poison"
+    version: ClassVar[str] = "test"
+
+    def explain_batch(self, requests: list[ExplainRequest]) -> list[Outcome]:
+        if any(r.event.event_id.startswith("poison") for r in requests):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().explain_batch(requests)
+
+
 @hookimpl
 def recx_explainers() -> list[type]:
-    return [SlowTemplateExplainer, AlwaysFailsExplainer, AlwaysDeclinesExplainer]
+    return [
+        SlowTemplateExplainer,
+        AlwaysFailsExplainer,
+        AlwaysDeclinesExplainer,
+        DiesOnPoisonExplainer,
+    ]

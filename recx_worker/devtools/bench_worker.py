@@ -4,8 +4,9 @@ For each worker count: fresh topics, then
 1. throughput: ``events`` recommendation events (from the prepared test split, with the
    users' histories) are written first; the workers start and drain that backlog;
    events/s = events / (last output appended - first output appended); the CPU the worker
-   processes used meanwhile gives CPU microseconds per event (a measure the machine's other
-   load hardly moves);
+   processes (and their children: core processes) used meanwhile gives CPU microseconds per
+   event (a measure the machine's other load hardly moves); ``rss_mib`` is the resident memory
+   of each of those processes at the end of the drain;
 2. latency: events are published at a steady rate (``load`` x the measured throughput) and
    end-to-end latency = output appended by the broker (the output topic uses
    ``LogAppendTime``; the broker acknowledges right after) - event record timestamp.
@@ -74,6 +75,10 @@ def bench_worker(
     latency_target_ms: Annotated[
         int | None, typer.Option(min=0, help="worker.latency_target_ms (default: settings)")
     ] = None,
+    core_processes: Annotated[
+        int | None,
+        typer.Option(min=0, help="worker.core_processes (default: settings)"),
+    ] = None,
     ceiling: Annotated[bool, typer.Option(help="Also run the consume+produce ceiling")] = True,
     bootstrap: Annotated[
         str | None, typer.Option(help="Kafka to use (default: a temporary local broker)")
@@ -116,6 +121,7 @@ def bench_worker(
         "rates": rate_list,
         "latency_seconds": latency_seconds,
         "latency_target_ms": latency_target_ms,
+        "core_processes": core_processes,
     }
     rows: list[dict[str, Any]] = []
     try:
@@ -136,6 +142,7 @@ def bench_worker(
         load=None if rate_list else load,
         rates=rate_list,
         latency_target_ms=latency_target_ms,
+        core_processes=core_processes,
         latency="output LogAppendTime - event record timestamp",
         in_worker_latency="the explanation event's latency_ms (the chain, for its micro-batch)",
     )
@@ -224,6 +231,7 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
         cpu = _CpuMeter(procs)
         appended = _collect(bootstrap, topics["output"], n, max(300, n / 20), on_first=cpu.start)
         cpu_s = cpu.seconds()
+        memory = rss_mib([p.pid for p in procs]) if sys.platform == "linux" else []
         stamps = [o.appended_ms for o in appended.values()]
         throughput = (n - 1) / ((max(stamps) - min(stamps)) / 1000)
         _wait_assigned(procs, bootstrap, f"{run}-group", count)
@@ -237,6 +245,8 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
                 "events": n,
                 "events_per_s": round(throughput, 1),
                 "cpu_us_per_event": round(cpu_s / n * 1e6, 1) if cpu_s is not None else None,
+                "cpu_us_per_event_by_process": [round(v / n * 1e6, 1) for v in cpu.used.values()],
+                "rss_mib": memory,
                 "latency_rate_per_s": round(rate, 1),
                 "latency_events": k,
                 "dead_letters": sum(o.dead_letter is not None for o in appended.values()),
@@ -292,29 +302,69 @@ def _latency(
 
 
 class _CpuMeter:
-    """CPU seconds (user + system) the benchmark's processes use from ``start`` on (Linux
-    ``/proc``; None elsewhere)."""
+    """CPU seconds (user + system) the benchmark's processes and their children (a worker's
+    core processes) use from ``start`` on, in all and per process (Linux ``/proc``; None
+    elsewhere)."""
 
     def __init__(self, procs: Sequence[Any]) -> None:
         self.pids = [p.pid for p in procs]
-        self.begin: float | None = None
+        self.begin: dict[int, float] | None = None
+        self.used: dict[int, float] = {}  # per process, set by ``seconds``
 
-    def _total(self) -> float | None:
+    def _per_process(self) -> dict[int, float] | None:
         try:
-            ticks = 0
-            for pid in self.pids:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
-            return ticks / os.sysconf("SC_CLK_TCK")
+            ticks = {}
+            for pid in process_tree(self.pids):
+                fields = _stat(pid)
+                ticks[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return ticks
         except (OSError, ValueError, IndexError):
             return None
 
     def start(self) -> None:
-        self.begin = self._total()
+        self.begin = self._per_process()
 
     def seconds(self) -> float | None:
-        end = self._total()
-        return None if end is None or self.begin is None else end - self.begin
+        end = self._per_process()
+        if end is None or self.begin is None:
+            return None
+        self.used = {pid: s - self.begin.get(pid, 0.0) for pid, s in end.items()}
+        return sum(self.used.values())
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree(pids: Sequence[int]) -> list[int]:
+    """``pids`` and all their descendants, parents first (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue  # the process ended meanwhile
+    out: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop(0)
+        out.append(pid)
+        todo.extend(sorted(children.get(pid, [])))
+    return out
+
+
+def rss_mib(pids: Sequence[int]) -> list[float]:
+    """Resident memory (MiB) of each process of ``process_tree(pids)``, in that order."""
+    out = []
+    for pid in process_tree(pids):
+        try:
+            pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append(round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1))
+    return out
 
 
 def worker_env(
@@ -360,6 +410,8 @@ def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) 
     }
     if kw["latency_target_ms"] is not None:
         worker["latency_target_ms"] = kw["latency_target_ms"]
+    if kw.get("core_processes") is not None:
+        worker["core_processes"] = kw["core_processes"]
     env = worker_env(
         bootstrap,
         topics,

@@ -63,6 +63,11 @@ class EchoPipeline:
     def close(self) -> None:
         pass
 
+    def submit(self, records: list[Any]) -> Any:
+        from recx_worker.worker.pipeline import Deferred
+
+        return Deferred(lambda: self.process(records))
+
     def process(self, records: list[Any]) -> list[Any]:
         from recx_worker.worker.records import H_EVENT_ID, OutRecord
 

@@ -56,6 +56,7 @@ class Batch:
     finished: threading.Event = field(default_factory=threading.Event)
     fatal: FatalDeliveryError | None = None
     outputs: list[OutRecord] = field(default_factory=list)
+    pending: Any = None  # the pipeline's ``PendingOutputs`` (handed to the core when cut)
     delivered: bool = False
     computed: bool = False  # its outputs are computed (or it was abandoned before)
     acked_at: float = 0.0  # wall clock, for end-to-end latency

@@ -9,7 +9,9 @@ Threads:
   at-least-once mode it processes the next batch while the broker acknowledges the previous
   one (``PIPELINE_DEPTH`` batches handed over at once); a batch's outputs are sent only once the
   previous batch's are all acknowledged, so outputs keep their order, and offsets are still
-  committed only after their outputs were acknowledged;
+  committed only after their outputs were acknowledged. With ``worker.core_processes`` the
+  core runs in child processes (``core_process``): a batch goes to them as soon as it is cut
+  and the processing thread only waits for its result and delivers it;
 - kafka-python's IO thread runs the rebalance listener, which must not block: on
   revocation it abandons the unfinished batch, commits the done prefix asynchronously (the
   request reaches the coordinator before our JoinGroup) and forgets buffered events; every
@@ -164,7 +166,7 @@ class Worker:
         # every few thousand events) does not walk hundreds of thousands of them.
         gc.collect()
         gc.freeze()
-        if (batcher := getattr(getattr(self.pipeline, "chain", None), "batcher", None)) is not None:
+        if (batcher := getattr(self.pipeline, "batcher", None)) is not None:
             self.metrics.watch_batcher(batcher)
         self._warm = True
         kafka = self.settings.kafka
@@ -289,6 +291,10 @@ class Worker:
             self._inflight.append(batch)
             self._handed.append(batch)
         self.metrics.batch_size.observe(len(records))
+        # a core process starts on it now, while this thread polls and the previous batch
+        # is delivered (the core of this process computes it on the processing thread)
+        assert self.pipeline is not None
+        batch.pending = self.pipeline.submit(records)
         with self._work_ready:
             self._work.append(batch)
             self._work_ready.notify()
@@ -431,7 +437,11 @@ class Worker:
                     self._work_ready.wait()
                 batch = self._work.popleft() if self._work else _IDLE
             if isinstance(batch, Batch) and not batch.abandoned.is_set():
-                batch.outputs = self._outputs(batch.records)
+                try:
+                    batch.outputs = self._outputs(batch.records, batch.pending)
+                except FatalDeliveryError as exc:  # the core cannot run: the worker stops
+                    batch.fatal = exc
+                    batch.abandoned.set()
             if isinstance(batch, Batch):
                 batch.computed = True  # the polling thread may hand a partial batch now
             if sent is not None:  # the previous batch: wait for its acknowledgement
@@ -470,11 +480,14 @@ class Worker:
         finally:
             batch.finished.set()
 
-    def _outputs(self, records: list[InRecord]) -> list[OutRecord]:
-        """Pipeline outputs; if the pipeline itself fails, isolate the poison record(s)."""
+    def _outputs(self, records: list[InRecord], pending: Any = None) -> list[OutRecord]:
+        """Pipeline outputs (of ``pending``, the records' batch submitted already, if given);
+        if the pipeline itself fails, isolate the poison record(s)."""
         assert self.pipeline is not None
         try:
-            return self.pipeline.process(records)
+            return pending.result() if pending is not None else self.pipeline.process(records)
+        except FatalDeliveryError:
+            raise
         except Exception as exc:
             if len(records) == 1:
                 return [self._crash_letter(records[0], exc)]
