@@ -231,3 +231,39 @@ def test_eval_help_shows_bracketed_option_names():
     result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "[chain.options.NAME]" in result.output and "[NAME=]FILE" in result.output
+
+
+def test_report_outputs_hold_exactly_the_systems_scored(small, tmp_path):
+    """Every scored system's outputs land in outputs/ (externals and the baseline too) and an
+    earlier report's files go: rescoring the folder reproduces the report."""
+    data, index = small
+    first = tmp_path / "first"
+    args = ["eval", "--data", str(data), "--index", str(index), "--limit", "12", "--no-progress"]
+    result = runner.invoke(app, [*args, "--explainers", "template", "--out", str(first)])
+    assert result.exit_code == 0, result.output
+    external = tmp_path / "mine.jsonl"
+    external.write_text((first / "outputs" / "template.jsonl").read_text())
+    report = tmp_path / "report"
+    (report / "outputs").mkdir(parents=True)
+    (report / "outputs" / "old.jsonl").write_text('{"id": "x", "text": "stale"}\n')
+    result = runner.invoke(
+        app,
+        [*args, "--explainers", "template", "--external", f"mine={external}", "--out", str(report)],
+    )
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in (report / "outputs").glob("*.jsonl"))
+    assert files == ["mine.jsonl", "most-frequent.jsonl", "template.jsonl"]
+    doc = json.loads((report / "metrics.json").read_text())["results"]
+    again = tmp_path / "again"
+    specs = [
+        f"--external={n}={report / 'outputs' / f'{n}.jsonl'}" for n in ("mine", "most-frequent")
+    ]
+    result = runner.invoke(
+        app, [*args, "--explainers", "template", "--no-baselines", *specs, "--out", str(again)]
+    )
+    assert result.exit_code == 0, result.output
+    rescored = json.loads((again / "metrics.json").read_text())["results"]
+    for name in ("mine", "most-frequent"):
+        for key in ("bleu_1", "rouge_l_f", "usr"):
+            assert rescored[name]["raw"][key] == pytest.approx(doc[name]["raw"][key]), (name, key)
+    assert external.exists()

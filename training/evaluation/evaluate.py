@@ -29,6 +29,7 @@ from training.evaluation.runner import (
     deliver,
     record_event,
     run_explainer,
+    write_outputs,
 )
 from training.evaluation.scoring import Outputs, ScoringContext, score_outputs
 from training.evaluation.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
@@ -261,6 +262,27 @@ def run_explainers(
     return runs, unavailable
 
 
+def _complete_outputs(
+    folder: Path,
+    runs: dict[str, RawRun],
+    requests: Sequence[ExplainRequest],
+    *,
+    written: set[str],
+    sources: set[Path],
+) -> None:
+    """Make ``folder`` hold exactly the outputs of the systems scored now: write those not
+    written while running (baselines, externals) and remove files an earlier report left, so
+    that rescoring the folder reproduces every number of this report (an external's own file
+    in ``sources`` is never removed)."""
+    for name, run in runs.items():
+        if name not in written:
+            write_outputs(folder / f"{name}.jsonl", run, requests)
+    for stale in folder.glob("*.jsonl"):
+        if stale.stem not in runs and stale.resolve() not in sources:
+            log.info("stale_output_removed", path=str(stale))
+            stale.unlink()
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Run everything ``cfg`` asks for and write the report into ``cfg.out``."""
     from recx_worker.config import load_settings
@@ -310,6 +332,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         run, missing = read_external(path, records, name)
         runs[name] = run
         notes[name] = {"missing_texts": missing, "source": str(path)}
+    sources = {parse_external(spec)[1].resolve() for spec in cfg.externals}
+    _complete_outputs(cfg.out / "outputs", runs, requests, written=set(names), sources=sources)
 
     ctx = ScoringContext.build(data, records, [r.evidence.allowed_features() for r in requests])
     results: dict[str, dict[str, dict]] = {}

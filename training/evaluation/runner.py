@@ -115,6 +115,14 @@ def run_explainer(
     return RawRun(explainer.name, explainer.version, outcomes, time.perf_counter() - started)
 
 
+def write_outputs(sink: Path, run: RawRun, requests: Sequence[ExplainRequest]) -> None:
+    """All of ``run``'s outcomes as ``run_explainer`` writes them (one JSONL row each)."""
+    sink.parent.mkdir(parents=True, exist_ok=True)
+    with sink.open("w", encoding="utf-8") as handle:
+        for request, outcome in zip(requests, run.outcomes, strict=True):
+            handle.write(json.dumps(outcome_row(request.event.event_id, outcome)) + "\n")
+
+
 class _Replay:
     """An explainer that answers with outcomes computed earlier (keyed by event id)."""
 
