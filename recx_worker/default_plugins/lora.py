@@ -53,7 +53,7 @@ class LoraExplainer(LMExplainer):
         **options: Any,
     ) -> None:
         base = options.pop("base", None)
-        context = options.get("context") or ExplainerContext()
+        context = options["context"] = options.get("context") or ExplainerContext()
         adapter_path = Path(adapter_dir or context.paths.adapter_dir)
         # The adapter's own recommendation (its manifest's "decoding": a distilled student is
         # decoded greedily) comes under explicit options and over the defaults below.
