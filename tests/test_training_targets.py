@@ -110,3 +110,15 @@ def test_build_examples_trains_on_given_targets_and_filters_them(prepared):
     got = build_examples(store, data, "train", targets=targets)
     assert [(e.record_id, e.target) for e in got] == [(first, "The sound is warm and clear.")]
     assert got[0].prompt == every[0].prompt  # the same evidence, only the target differs
+
+
+def test_the_teacher_answers_exactly_the_records_the_student_trains_on(prepared):
+    from training.distill import teacher_records
+    from training.examples import build_examples
+
+    data, store = prepared
+    for limit in (None, 3):
+        answered = [r.record_id for r in teacher_records(data, store, "train", limit, 5)]
+        trained = [e.record_id for e in build_examples(store, data, "train", limit, seed=5)]
+        assert answered == trained and answered
+    assert len(teacher_records(data, store, "train", 3, 5)) == 3

@@ -9,7 +9,6 @@ declined) and resumes where an earlier run stopped.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,15 @@ from typing import Any
 from recx_worker.explainer import ExplainRequest, Explanation
 from recx_worker.prepared import ExplanationRecord, PreparedData
 from training.evaluation.runner import record_event
-from training.examples import record_evidence
-from training.targets import drop_negative
+from training.examples import record_evidence, training_records
 
 
 def teacher_records(
     data: PreparedData, store: Any, split: str, limit: int | None, seed: int
 ) -> list[ExplanationRecord]:
-    """The records a teacher answers: those ``build_examples`` would train on (known item, not
-    negative), a seeded sample of ``limit`` of them."""
-    records = [r for r in drop_negative(data.split(split)).kept if store.knows_item(r.item_id)]
-    if limit is not None and limit < len(records):
-        records = random.Random(seed).sample(records, limit)
-    return records
+    """The records a teacher answers: the ``training_records`` of ``split`` (so the student
+    trains on exactly these with the same ``limit`` and ``seed``)."""
+    return training_records(store, data.split(split), limit, seed)
 
 
 def _answered(out: Path) -> set[str]:

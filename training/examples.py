@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,24 @@ def record_evidence(store: Any, data: PreparedData, record: ExplanationRecord) -
     return evidence
 
 
+def training_records(
+    store: Any,
+    records: Sequence[ExplanationRecord],
+    limit: int | None = None,
+    seed: int = 0,
+    negative_threshold: float | None = NEGATIVE_THRESHOLD,
+) -> list[ExplanationRecord]:
+    """The records a model trains on: explanation not negative (VADER compound <=
+    ``negative_threshold``; ``None`` keeps all, ``training.targets``), item known to the
+    evidence store, and a seeded random sample of ``limit`` of those when limited."""
+    kept = [
+        r for r in drop_negative(records, negative_threshold).kept if store.knows_item(r.item_id)
+    ]
+    if limit is not None and limit < len(kept):
+        kept = random.Random(seed).sample(kept, limit)
+    return kept
+
+
 def build_examples(
     store: Any,
     data: PreparedData,
@@ -44,24 +62,18 @@ def build_examples(
     negative_threshold: float | None = NEGATIVE_THRESHOLD,
     targets: Mapping[str, str] | None = None,
 ) -> list[Example]:
-    """Up to ``limit`` examples of ``split`` (a seeded random sample when limited).
+    """Examples of ``split``'s ``training_records`` (up to ``limit``).
 
-    Records whose explanation reads as negative (VADER compound <= ``negative_threshold``) are
-    no targets (``training.targets``); ``negative_threshold=None`` keeps them. ``targets``
-    (``{record_id: text}``, e.g. a teacher's outputs) keeps only the records it names and
-    trains on its text instead of the reference; the negative filter then reads that text.
+    ``targets`` (``{record_id: text}``, e.g. a teacher's outputs) keeps only the records it
+    names and trains on its text instead of the reference; the negative filter then reads
+    that text.
     """
     originals = {record.record_id: record for record in data.split(split)}
-    records = list(originals.values())
+    records: Sequence[ExplanationRecord] = list(originals.values())
     if targets is not None:
         records = replace_targets(records, targets)
-    records = drop_negative(records, negative_threshold).kept
-    if limit is not None and limit < len(records):
-        records = random.Random(seed).sample(records, limit)
     examples = []
-    for record in records:
-        if not store.knows_item(record.item_id):
-            continue
+    for record in training_records(store, records, limit, seed, negative_threshold):
         # the evidence of the original record: its own review never becomes the snippet
         evidence = record_evidence(store, data, originals[record.record_id])
         examples.append(Example(record.record_id, lm_input(evidence), record.explanation.strip()))
