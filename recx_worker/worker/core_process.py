@@ -26,7 +26,6 @@ import gc
 import multiprocessing
 import signal
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
@@ -39,12 +38,11 @@ if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier
 
     from recx_worker.config import Settings
-    from recx_worker.core import ExplainCore
+    from recx_worker.core import ExplainCore, StageTimer
     from recx_worker.worker.pipeline import Encoded
 
 log = structlog.get_logger(__name__)
 
-StageTimer = Callable[[str, float], None]
 #: How long the children may take to open and warm the core (a language model loads slowly).
 WARM_UP_TIMEOUT_S = 900.0
 #: A child's answer: the encoded outcomes, the stage timings ``(stage, seconds)`` and the
