@@ -480,7 +480,8 @@ def test_a_killed_core_process_is_restarted_and_every_event_explained_once(
         classes = {DeadLetter.model_validate_json(r.value).error_class for r in letters}
         assert "ProcessingError" not in classes  # the kill dead-lettered nothing
         assert worker.events_named("core_process_died")
-        assert worker.events_named("core_batch_retried")  # it died holding batches
+        # whether the child held a batch at the kill is timing (CI once caught it idle); the
+        # retry itself is tested deterministically in tests/test_core_process.py
         (restarted,) = worker.events_named("core_processes_warm")[1:]
         (new_child,) = restarted["pids"]
         assert worker.alive() and len(worker.events_named("worker_started")) == 1
