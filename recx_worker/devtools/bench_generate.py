@@ -10,7 +10,8 @@ of a batch waits for the whole batch). Tokens are the generated texts' token cou
 Arithmetic: each row's GFLOP/s is an estimate, 2 x weights x tokens processed (prompt tokens
 once, generated tokens once per beam, the output head only for generated tokens; attention
 over the context left out), set against the machine's float32 matmul GFLOP/s measured at the
-start of the same command (``matmul_gflops``). Peak memory is the process RSS (sampled every
+start of the same command (``matmul_gflops``; the bfloat16 rate is reported beside it, the
+ceiling of the ``torch-bf16`` variant). Peak memory is the process RSS (sampled every
 5 ms) on CPU, and ``torch.cuda.max_memory_allocated`` on CUDA; ``vs_torch`` is the row's
 explanations/s over the torch engine's at the same batch size, in the same run.
 """
@@ -30,11 +31,14 @@ from recx_worker.devtools.benchio import percentile
 CPU_BATCH_SIZES = [1, 8, 32]
 GPU_BATCH_SIZES = [1, 8, 32, 64, 128, 256]
 ENGINES = ["torch", "ct2"]
-# Bench-only variants: an engine run with other generator settings. ``ct2-mixed`` batches
-# prompts of any length together (CTranslate2 then forwards the rest of the longer prompts
-# token by token: the batching before one-length batches, kept to show the difference).
-ENGINE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ct2-mixed": ("ct2", {"max_spread": None}),
+# Bench-only variants: an engine run with other explainer options and generator settings.
+# ``ct2-mixed`` batches prompts of any length together (CTranslate2 then forwards the rest of
+# the longer prompts token by token: the batching before one-length batches, kept to show the
+# difference); ``torch-bf16`` is torch in bfloat16 (what ``auto`` picks for greedy decoding
+# on a CPU with bf16 matrix units). ``auto`` benches whatever the explainer resolves to.
+ENGINE_VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "ct2-mixed": ("ct2", {}, {"max_spread": None}),
+    "torch-bf16": ("torch", {"dtype": "bfloat16"}, {}),
 }
 
 
@@ -70,16 +74,18 @@ class Subject:
         }
 
 
-def matmul_gflops(threads: int, size: int = 512, seconds: float = 1.0) -> float:
-    """The machine's float32 matmul GFLOP/s on ``threads`` threads (torch, ``size``-square
+def matmul_gflops(
+    threads: int, size: int = 512, seconds: float = 1.0, dtype: str = "float32"
+) -> float:
+    """The machine's ``dtype`` matmul GFLOP/s on ``threads`` threads (torch, ``size``-square
     matrices, best of repeated runs over about ``seconds``)."""
     import torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a = torch.randn(size, size)
-        b = torch.randn(size, size)
+        a = torch.randn(size, size, dtype=getattr(torch, dtype))
+        b = torch.randn(size, size, dtype=getattr(torch, dtype))
         best = 0.0
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline or best == 0.0:
@@ -320,12 +326,18 @@ def run_generate_bench(
     ]
     torch.set_num_threads(threads)
     matmul = matmul_gflops(threads)
-    print(f"matmul calibration: {matmul:.1f} GFLOP/s (float32, {threads} threads)", file=sys.stderr)
+    matmul_bf16 = matmul_gflops(threads, dtype="bfloat16")
+    print(
+        f"matmul calibration: {matmul:.1f} GFLOP/s float32, {matmul_bf16:.1f} bfloat16 "
+        f"({threads} threads)",
+        file=sys.stderr,
+    )
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = {
         "requests": len(requests),
         "threads": threads,
         "matmul_gflops": matmul,
+        "matmul_gflops_bf16": matmul_bf16,
         "explainers": {},
     }
     registered = registered_explainers()
@@ -341,11 +353,11 @@ def run_generate_bench(
                 f"explainer {name!r} is not a language-model explainer (it has no engine)"
             )
         for engine in engines or ENGINES:
-            real_engine, generator_settings = ENGINE_VARIANTS.get(engine, (engine, {}))
-            options = settings.chain.options.get(label, {}) | {
-                "engine": real_engine,
-                "threads": threads,
-            }
+            real_engine, variant_options, generator_settings = ENGINE_VARIANTS.get(
+                engine, (engine, {}, {})
+            )
+            options = settings.chain.options.get(label, {}) | variant_options
+            options |= {"engine": real_engine, "threads": threads}
             try:
                 context = ExplainerContext.from_settings(settings, store)
                 explainer = create_explainer(name, context, **options)
@@ -358,7 +370,7 @@ def run_generate_bench(
                 ) from None
             try:
                 subject = lm_subject(explainer, requests, label)
-                subject.engine = engine
+                subject.engine = f"auto:{explainer.engine}" if engine == "auto" else engine
                 for key, value in generator_settings.items():
                     setattr(subject.generator, key, value)
                 device = str(subject.generator.device)

@@ -2,8 +2,9 @@
 
 ``torch`` (transformers ``generate``) is the reference, used for training and on GPUs;
 ``ct2`` (CTranslate2, ``recx_worker.lm.ct2``) is made for inference on CPU: int8 weights,
-several times the throughput (``recx bench generate``, docs/engine.md). ``auto`` picks ct2 on
-CPU when ``ctranslate2`` is installed and torch otherwise.
+several times the throughput (``recx bench generate``, docs/engine.md). ``auto`` picks
+(``resolve_engine``) torch in bfloat16 for greedy decoding on CPUs with bf16 matrix units
+(AMX), ct2 on other CPUs when ``ctranslate2`` is installed, torch otherwise.
 """
 
 from __future__ import annotations
@@ -19,21 +20,42 @@ from recx_worker.lm.ct2 import (
     ct2_available,
     ensure_ct2_model,
 )
-from recx_worker.lm.device import DeviceChoice, cpu_threads
+from recx_worker.lm.device import DeviceChoice, cpu_has_bf16_matrix_units, cpu_threads
 from recx_worker.lm.generation import GenerationConfig
 
 ENGINES = ("auto", "torch", "ct2")
 
 
-def resolve_engine(engine: str, device: DeviceChoice) -> str:
-    """``"torch"`` or ``"ct2"`` for the requested ``engine`` on ``device``."""
+def resolve_engine(
+    engine: str,
+    device: DeviceChoice,
+    *,
+    dtype: str = "auto",
+    rows_per_prompt: int = 1,
+    bf16_matrix: bool | None = None,
+) -> tuple[str, DeviceChoice]:
+    """The engine (``"torch"`` or ``"ct2"``) and device for the requested ``engine``.
+
+    ``auto`` on a CPU picks what measured faster there (``recx bench generate``,
+    docs/engine.md): torch in bfloat16 when the CPU has bf16 matrix units
+    (``bf16_matrix``; default: detected) and decoding takes one row per prompt (greedy;
+    beams ran faster on ct2), or when ``dtype`` asks for bfloat16 (only torch has it on a
+    CPU); otherwise ct2 when ``ctranslate2`` is installed, else torch (an explicit
+    ``dtype = "float32"`` keeps that choice).
+    """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if engine == "auto":
-        return "ct2" if device.device == "cpu" and ct2_available() else "torch"
+        if device.device != "cpu":
+            return "torch", device
+        if bf16_matrix is None:
+            bf16_matrix = cpu_has_bf16_matrix_units()
+        if dtype == "bfloat16" or (bf16_matrix and rows_per_prompt == 1 and dtype == "auto"):
+            return "torch", DeviceChoice(device.device, "bfloat16")
+        return ("ct2" if ct2_available() else "torch"), device
     if engine == "ct2" and not ct2_available():
         raise EngineError("engine 'ct2' needs the ctranslate2 package (pip install ctranslate2)")
-    return engine
+    return engine, device
 
 
 def ct2_device(device: DeviceChoice) -> tuple[str, int, str]:

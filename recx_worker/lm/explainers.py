@@ -8,7 +8,8 @@ picks: the consensus candidate (``recx_worker.lm.selection``) unless a subclass 
 
 ``engine`` picks what generates: ``"torch"`` (transformers; training, GPU, the reference),
 ``"ct2"`` (CTranslate2, int8, converted once and cached: ``recx_worker.lm.ct2``) or ``"auto"``
-(the default: ct2 on CPU when ``ctranslate2`` is installed, else torch).
+(the default; ``recx_worker.lm.engine.resolve_engine``: on CPU torch in bfloat16 for greedy
+decoding where the CPU has bf16 matrix units, else ct2 when ``ctranslate2`` is installed).
 """
 
 from __future__ import annotations
@@ -117,8 +118,12 @@ class LMExplainer(BaseExplainer):
     def warm_up(self) -> None:
         if self.generator is not None:
             return
-        device = select_device(*self.device_request)
-        self.engine = resolve_engine(self.engine_request, device)
+        self.engine, device = resolve_engine(
+            self.engine_request,
+            select_device(*self.device_request),
+            dtype=self.device_request[1],
+            rows_per_prompt=self.generation.rows_per_prompt,
+        )
         if self.engine == "ct2":
             from recx_worker.lm.engine import load_ct2_generator
 
