@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -116,9 +117,27 @@ def test_a_killed_core_process_is_restarted_and_its_batches_retried(child, setti
     (before,) = child.core.pids()
     records = _records(settings, 8)
     expected = [_comparable(o) for o in child.process(records)]
+    assert child.core_available
     pending = [child.submit(records) for _ in range(2)]
     os.kill(before, signal.SIGKILL)
-    assert [[_comparable(o) for o in p.result()] for p in pending] == [expected, expected]
+    seen_unavailable = threading.Event()
+    watching = threading.Event()
+
+    def watch() -> None:  # the restart takes seconds (spawn, warm-up): /readyz says no then
+        while not watching.is_set():
+            if not child.core_available:
+                seen_unavailable.set()
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = [[_comparable(o) for o in p.result()] for p in pending]
+    finally:
+        watching.set()
+        watcher.join()
+    assert results == [expected, expected]
+    assert seen_unavailable.is_set() and child.core_available
     (after,) = child.core.pids()
     assert after != before
     time.sleep(0.2)

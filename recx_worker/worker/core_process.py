@@ -82,6 +82,7 @@ class CoreProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._generation = 0  # increases with every (re)started pool
         self._closed = False
+        self._restarting = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def warm_up(self) -> dict[str, str]:
@@ -103,6 +104,13 @@ class CoreProcess:
     def pids(self) -> list[int]:
         """The children's process ids (empty before ``warm_up``)."""
         return _pids(self._pool)
+
+    @property
+    def available(self) -> bool:
+        """Warm children are there to take a batch: started, not closed and not being
+        restarted (the worker's ``/readyz`` says no in between)."""
+        with self._lock:
+            return self._pool is not None and not self._closed and not self._restarting
 
     # -- batches -----------------------------------------------------------------------------
     def submit(self, values: list[bytes]) -> ChildBatch:
@@ -136,7 +144,7 @@ class CoreProcess:
         with self._lock:
             if generation != self._generation or self._closed:
                 return
-            old = self._pool
+            old, self._restarting = self._pool, True
         log.error("core_process_died", generation=generation, restarting=True)
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
@@ -145,11 +153,13 @@ class CoreProcess:
         except Exception as exc:
             with self._lock:
                 self._closed = True  # every later batch fails at once: the worker stops
+                self._restarting = False
             reason = f"core process restart failed: {type(exc).__name__}: {exc}"
             raise CoreUnavailable(reason) from exc
         with self._lock:
             self._pool = pool
             self._generation += 1
+            self._restarting = False
         log.info("core_process_restarted", generation=self._generation)
 
     def _start(self) -> tuple[ProcessPoolExecutor, dict[str, str]]:

@@ -125,6 +125,11 @@ class Pipeline:
             return getattr(self.core.chain, "batcher", None)
         return self.core.batcher
 
+    @property
+    def core_available(self) -> bool:
+        """The core can take a batch now (core processes: not being restarted)."""
+        return isinstance(self.core, ExplainCore) or self.core.available
+
     def warm_up(self) -> None:
         for name, reason in self.core.warm_up().items():
             log.warning("explainer_disabled", explainer=name, reason=reason)

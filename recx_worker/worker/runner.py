@@ -130,8 +130,10 @@ class Worker:
 
     def ready(self) -> bool:
         """Explainers warm and partitions assigned (an empty assignment counts: the group has
-        more members than partitions), and not shutting down."""
-        return self._warm and self._joined and not self._stop.is_set()
+        more members than partitions), the core available (core processes: not being
+        restarted), and not shutting down."""
+        core_up = self.pipeline is not None and self.pipeline.core_available
+        return self._warm and self._joined and core_up and not self._stop.is_set()
 
     def run(self) -> int:
         """Run until stopped; returns the process exit code."""
