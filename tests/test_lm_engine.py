@@ -17,7 +17,7 @@ from recx_worker.lm.ct2 import (  # noqa: E402
     ensure_ct2_model,
 )
 from recx_worker.lm.device import select_device  # noqa: E402
-from recx_worker.lm.engine import resolve_engine  # noqa: E402
+from recx_worker.lm.engine import SPLIT, SPLIT_MIN_BATCH, SplitGenerator, resolve_engine  # noqa: E402
 from recx_worker.lm.generation import GenerationConfig, Generator  # noqa: E402
 from recx_worker.lm.loading import load_causal_lm, load_tokenizer  # noqa: E402
 
@@ -188,10 +188,10 @@ def test_engine_choice():
         resolve_engine("onnx", cpu)
 
 
-def test_auto_picks_torch_bf16_for_greedy_decoding_on_bf16_matrix_cpus_only():
+def test_auto_splits_greedy_decoding_on_bf16_matrix_cpus_only():
     cpu = select_device("cpu")
     engine, device = resolve_engine("auto", cpu, bf16_matrix=True, rows_per_prompt=1)
-    assert (engine, device.device, device.dtype_name) == ("torch", "cpu", "bfloat16")
+    assert (engine, device.device, device.dtype_name) == (SPLIT, "cpu", "bfloat16")
     # beams ran faster on ct2; an explicit float32 keeps ct2; an explicit bfloat16 is torch's
     assert resolve_engine("auto", cpu, bf16_matrix=True, rows_per_prompt=4) == ("ct2", cpu)
     assert resolve_engine("auto", cpu, bf16_matrix=True, dtype="float32") == ("ct2", cpu)
@@ -209,27 +209,38 @@ def test_cpu_bf16_detection_can_be_forced(monkeypatch):
     cpu_has_bf16_matrix_units.cache_clear()
 
 
-def test_auto_engine_on_a_bf16_cpu_generates_greedily_in_bfloat16(tiny, tmp_path, monkeypatch):
-    """The explainer resolves ``auto`` to torch in bfloat16 (greedy) and to ct2 (beams) on a
-    CPU that says it has bf16 matrix units; the bf16 model answers."""
-    from recx_worker.events import Evidence, RecommendationEvent
-    from recx_worker.explainer import ExplainRequest
+def test_auto_engine_on_a_bf16_cpu_sends_small_calls_to_ct2_and_large_ones_to_bf16(
+    tiny, tmp_path, monkeypatch
+):
+    """On a CPU that says it has bf16 matrix units, ``auto`` with greedy decoding loads both
+    engines: calls below ``SPLIT_MIN_BATCH`` prompts go to ct2, larger ones to torch in
+    bfloat16 (each engine's own calls are recorded); with beams it is ct2 alone."""
     from recx_worker.lm.device import cpu_has_bf16_matrix_units
     from recx_worker.plugins import create_explainer
 
     monkeypatch.setenv("RECX_CPU_BF16", "1")
     cpu_has_bf16_matrix_units.cache_clear()
-    request = ExplainRequest(
-        event=RecommendationEvent(event_id="e", user_id="u", item_id="i"),
-        evidence=Evidence(item_features=["tuner", "display"]),
-        max_words=20,
-    )
     try:
         greedy = create_explainer("prompt", base=str(tiny[0]), model_cache=tmp_path)
         greedy.warm_up()
-        assert greedy.engine == "torch"
-        assert next(greedy.generator.model.parameters()).dtype == torch.bfloat16
-        assert len(greedy.explain_batch([request])) == 1
+        split = greedy.generator
+        assert greedy.engine == SPLIT and isinstance(split, SplitGenerator)
+        assert split.small.engine == "ct2" and split.large.engine == "torch"
+        assert next(split.large.model.parameters()).dtype == torch.bfloat16
+        split.small.model = RecordingModel(split.small.model)
+        bf16_calls = []
+        run = split.large._run
+        split.large._run = lambda prompts, bans=None: (
+            bf16_calls.append(len(prompts)) or run(prompts, bans)
+        )
+        few = PROMPTS[:2]
+        many = (PROMPTS * SPLIT_MIN_BATCH)[:SPLIT_MIN_BATCH]
+        assert len(greedy.raw_generate(few)) == 2 and not bf16_calls
+        assert split.small.model.calls  # ct2 answered the small call
+        ct2_calls = len(split.small.model.calls)
+        outputs = greedy.raw_generate(many)
+        assert len(outputs) == SPLIT_MIN_BATCH and all(len(o) == 1 for o in outputs)
+        assert sum(bf16_calls) == SPLIT_MIN_BATCH and len(split.small.model.calls) == ct2_calls
         greedy.close()
         beams = create_explainer(
             "prompt", base=str(tiny[0]), model_cache=tmp_path, num_beams=2, candidates=2

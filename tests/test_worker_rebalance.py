@@ -32,6 +32,8 @@ class EchoPipeline:
     """A stand-in for the explainer pipeline (not under test here): one output per record,
     ``b"out:" + value``; ``gate`` (when set) holds each batch until the test opens it."""
 
+    core_available = True  # as Pipeline's: the worker's /readyz reads it
+
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.gate = gate
         self.batches: list[list[tuple[int, int]]] = []

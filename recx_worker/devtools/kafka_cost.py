@@ -52,6 +52,8 @@ class EchoPipeline:
     """The worker's pipeline doing nothing: each input becomes an explanation-topic record of
     the same bytes (plus ``pad`` bytes), after ``burn_us`` of busy CPU per event."""
 
+    core_available = True  # as Pipeline's: the worker's /readyz reads it
+
     def __init__(self, settings: Any, _metrics: Any) -> None:
         self.topic = settings.kafka.output_topic
         self.pad = b" " * int(os.environ.get(ENV_PAD, "0"))

@@ -3,13 +3,14 @@
 ``torch`` (transformers ``generate``) is the reference, used for training and on GPUs;
 ``ct2`` (CTranslate2, ``recx_worker.lm.ct2``) is made for inference on CPU: int8 weights,
 several times the throughput (``recx bench generate``, docs/engine.md). ``auto`` picks
-(``resolve_engine``) torch in bfloat16 for greedy decoding on CPUs with bf16 matrix units
-(AMX), ct2 on other CPUs when ``ctranslate2`` is installed, torch otherwise.
+(``resolve_engine``) on CPUs with bf16 matrix units (AMX), for greedy decoding, ct2 for small
+calls and torch in bfloat16 for large ones (``SplitGenerator``); ct2 on other CPUs when
+``ctranslate2`` is installed; torch otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,15 @@ from recx_worker.lm.ct2 import (
 )
 from recx_worker.lm.device import DeviceChoice, cpu_has_bf16_matrix_units, cpu_threads
 from recx_worker.lm.generation import GenerationConfig
+from recx_worker.lm.grounding import Sequences
 
 ENGINES = ("auto", "torch", "ct2")
+#: ``auto``'s pairing on CPUs with bf16 matrix units: ct2 for small calls, torch bf16 for large
+SPLIT = "ct2+torch"
+#: Prompts per call from which the split engine hands a call to torch in bfloat16: below it
+#: CTranslate2 was as fast or faster (distilled adapter, greedy, idle 2-vCPU AMX machine:
+#: 6.4 vs 2.5 explanations/s at batch 1, 9.8 vs 9.4 at 8, 10.3 vs 16.9 at 32; docs/engine.md).
+SPLIT_MIN_BATCH = 16
 
 
 def resolve_engine(
@@ -34,28 +42,77 @@ def resolve_engine(
     rows_per_prompt: int = 1,
     bf16_matrix: bool | None = None,
 ) -> tuple[str, DeviceChoice]:
-    """The engine (``"torch"`` or ``"ct2"``) and device for the requested ``engine``.
+    """The engine (``"torch"``, ``"ct2"`` or ``SPLIT``) and device for the requested ``engine``.
 
     ``auto`` on a CPU picks what measured faster there (``recx bench generate``,
-    docs/engine.md): torch in bfloat16 when the CPU has bf16 matrix units
-    (``bf16_matrix``; default: detected) and decoding takes one row per prompt (greedy;
-    beams ran faster on ct2), or when ``dtype`` asks for bfloat16 (only torch has it on a
-    CPU); otherwise ct2 when ``ctranslate2`` is installed, else torch (an explicit
-    ``dtype = "float32"`` keeps that choice).
+    docs/engine.md): on a CPU with bf16 matrix units (``bf16_matrix``; default: detected),
+    for decoding with one row per prompt (greedy; beams ran faster on ct2) and ``dtype`` left
+    to ``auto``, ``SPLIT``: ct2 for calls of fewer than ``SPLIT_MIN_BATCH`` prompts, torch in
+    bfloat16 for larger ones (torch alone without ``ctranslate2``); torch when ``dtype`` asks
+    for bfloat16 (only torch has it on a CPU); otherwise ct2 when ``ctranslate2`` is
+    installed, else torch (an explicit ``dtype = "float32"`` keeps that choice).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if engine == "auto":
         if device.device != "cpu":
             return "torch", device
+        bf16 = DeviceChoice(device.device, "bfloat16")
+        if dtype == "bfloat16":
+            return "torch", bf16
         if bf16_matrix is None:
             bf16_matrix = cpu_has_bf16_matrix_units()
-        if dtype == "bfloat16" or (bf16_matrix and rows_per_prompt == 1 and dtype == "auto"):
-            return "torch", DeviceChoice(device.device, "bfloat16")
+        if bf16_matrix and rows_per_prompt == 1 and dtype == "auto":
+            return (SPLIT if ct2_available() else "torch"), bf16
         return ("ct2" if ct2_available() else "torch"), device
     if engine == "ct2" and not ct2_available():
         raise EngineError("engine 'ct2' needs the ctranslate2 package (pip install ctranslate2)")
     return engine, device
+
+
+class SplitGenerator:
+    """``Generator``'s interface over two engines: a call of at least ``min_batch`` prompts
+    goes to ``large`` (torch in bfloat16), any other call to ``small`` (ct2). Both share one
+    ``GenerationConfig`` and the same tokenizer vocabulary, so bans and outputs mean the same;
+    the two engines' outputs may differ in near-ties (int8 against bfloat16 rounding)."""
+
+    engine = SPLIT
+
+    def __init__(self, small: Any, large: Any, min_batch: int = SPLIT_MIN_BATCH) -> None:
+        self.small, self.large, self.min_batch = small, large, min_batch
+        self.tokenizer = small.tokenizer
+        self.config = small.config
+        self.parameters = small.parameters
+        self.device = small.device
+
+    @property
+    def engines(self) -> tuple[Any, Any]:
+        return self.small, self.large
+
+    def describe(self) -> str:
+        return (
+            f"{self.small.describe()} below {self.min_batch} prompts, "
+            f"torch {self.large.describe()} from {self.min_batch}"
+        )
+
+    def _pick(self, prompts: Sequence[str], batch_size: int) -> Any:
+        large = len(prompts) >= self.min_batch and batch_size >= self.min_batch
+        return self.large if large else self.small
+
+    def generate(
+        self, prompts: Sequence[str], batch_size: int = 32, bans: Sequence[Sequences] | None = None
+    ) -> list[str]:
+        return self._pick(prompts, batch_size).generate(prompts, batch_size, bans)
+
+    def generate_candidates(
+        self, prompts: Sequence[str], batch_size: int = 32, bans: Sequence[Sequences] | None = None
+    ) -> list[list[str]]:
+        return self._pick(prompts, batch_size).generate_candidates(prompts, batch_size, bans)
+
+    def generate_one_by_one(
+        self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None
+    ) -> list[str]:
+        return self.small.generate_one_by_one(prompts, bans)
 
 
 def ct2_device(device: DeviceChoice) -> tuple[str, int, str]:

@@ -8,8 +8,9 @@ picks: the consensus candidate (``recx_worker.lm.selection``) unless a subclass 
 
 ``engine`` picks what generates: ``"torch"`` (transformers; training, GPU, the reference),
 ``"ct2"`` (CTranslate2, int8, converted once and cached: ``recx_worker.lm.ct2``) or ``"auto"``
-(the default; ``recx_worker.lm.engine.resolve_engine``: on CPU torch in bfloat16 for greedy
-decoding where the CPU has bf16 matrix units, else ct2 when ``ctranslate2`` is installed).
+(the default; ``recx_worker.lm.engine.resolve_engine``: where the CPU has bf16 matrix units,
+greedy decoding on ct2 for small calls and torch in bfloat16 for large ones, else ct2 on CPU
+when ``ctranslate2`` is installed).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from recx_worker.explainer import (
 )
 from recx_worker.lm.cleaning import CleaningError, clean_explanation
 from recx_worker.lm.device import DeviceChoice, select_device
-from recx_worker.lm.engine import resolve_engine
+from recx_worker.lm.engine import SPLIT, SplitGenerator, resolve_engine
 from recx_worker.lm.generation import GenerationConfig, Generator
 from recx_worker.lm.grounding import FeatureBans, Sequences
 from recx_worker.lm.selection import consensus_index
@@ -88,7 +89,7 @@ class LMExplainer(BaseExplainer):
             candidates=candidates,
         )
         self.model_cache = Path(model_cache or self.context.paths.model_cache).expanduser()
-        self.generator: Any = None  # Generator (torch) or Ct2Generator
+        self.generator: Any = None  # Generator (torch), Ct2Generator or SplitGenerator
         self.tokenizer: Any = None
         self.model_name: str | None = None
         self.adapter_version: str | None = None
@@ -124,11 +125,12 @@ class LMExplainer(BaseExplainer):
             dtype=self.device_request[1],
             rows_per_prompt=self.generation.rows_per_prompt,
         )
-        if self.engine == "ct2":
+        small = large = None
+        if self.engine in ("ct2", SPLIT):
             from recx_worker.lm.engine import load_ct2_generator
 
             name, key = self._identity()
-            self.generator = load_ct2_generator(
+            small = load_ct2_generator(
                 name,
                 key,
                 lambda: self._load(select_device("cpu", "float32")),
@@ -138,20 +140,25 @@ class LMExplainer(BaseExplainer):
                 threads=self.threads,
                 quantization=self.quantization,
             )
-        else:
+        if self.engine in ("torch", SPLIT):
             if self.threads:
                 import torch
 
                 torch.set_num_threads(self.threads)
             model, tokenizer = self._load(device)
-            self.generator = Generator(model, tokenizer, self.generation)
+            large = Generator(model, tokenizer, self.generation)
+        if small is not None and large is not None:
+            self.generator = SplitGenerator(small, large)
+        else:
+            self.generator = small or large
         self.tokenizer = self.generator.tokenizer
         self._ready(self.tokenizer)
         if self.grounded_decoding and self.context.lexicon is not None:
             self._feature_bans = FeatureBans(self.context.lexicon, self.tokenizer)
         # One generation now: the engine's first call (allocations, kernel selection) is
         # several times slower than the next ones and must not land inside a stage deadline.
-        self.generator.generate_candidates([WARM_UP_PROMPT], batch_size=1)
+        for generator in getattr(self.generator, "engines", (self.generator,)):
+            generator.generate_candidates([WARM_UP_PROMPT], batch_size=1)
 
     def bans(self, requests: list[ExplainRequest]) -> list[Sequences] | None:
         """Per request, the token sequences of features its evidence does not support
