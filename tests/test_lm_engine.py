@@ -199,6 +199,13 @@ def test_auto_splits_greedy_decoding_on_bf16_matrix_cpus_only():
     assert (engine, device.dtype_name) == ("torch", "bfloat16")
 
 
+def test_bf16_is_the_lora_explainers_default_only():
+    from recx_worker.default_plugins.lora import LoraExplainer
+    from recx_worker.default_plugins.prompt import PromptExplainer
+
+    assert LoraExplainer.cpu_bf16_default and not PromptExplainer.cpu_bf16_default
+
+
 def test_cpu_bf16_detection_can_be_forced(monkeypatch):
     from recx_worker.lm.device import cpu_has_bf16_matrix_units
 
@@ -213,15 +220,20 @@ def test_auto_engine_on_a_bf16_cpu_sends_small_calls_to_ct2_and_large_ones_to_bf
     tiny, tmp_path, monkeypatch
 ):
     """On a CPU that says it has bf16 matrix units, ``auto`` with greedy decoding loads both
-    engines: calls below ``SPLIT_MIN_BATCH`` prompts go to ct2, larger ones to torch in
-    bfloat16 (each engine's own calls are recorded); with beams it is ct2 alone."""
+    engines for an explainer that allows bf16 (``cpu_bf16``; lora by default): calls below
+    ``SPLIT_MIN_BATCH`` prompts go to ct2, larger ones to torch in bfloat16 (each engine's own
+    calls are recorded); with beams, or without the option, it is ct2 alone."""
     from recx_worker.lm.device import cpu_has_bf16_matrix_units
     from recx_worker.plugins import create_explainer
 
     monkeypatch.setenv("RECX_CPU_BF16", "1")
     cpu_has_bf16_matrix_units.cache_clear()
     try:
-        greedy = create_explainer("prompt", base=str(tiny[0]), model_cache=tmp_path)
+        unvalidated = create_explainer("prompt", base=str(tiny[0]), model_cache=tmp_path)
+        unvalidated.warm_up()  # bf16 is opt-in per explainer (prompt lost quality there)
+        assert unvalidated.engine == "ct2"
+        unvalidated.close()
+        greedy = create_explainer("prompt", base=str(tiny[0]), model_cache=tmp_path, cpu_bf16=True)
         greedy.warm_up()
         split = greedy.generator
         assert greedy.engine == SPLIT and isinstance(split, SplitGenerator)
@@ -243,7 +255,12 @@ def test_auto_engine_on_a_bf16_cpu_sends_small_calls_to_ct2_and_large_ones_to_bf
         assert sum(bf16_calls) == SPLIT_MIN_BATCH and len(split.small.model.calls) == ct2_calls
         greedy.close()
         beams = create_explainer(
-            "prompt", base=str(tiny[0]), model_cache=tmp_path, num_beams=2, candidates=2
+            "prompt",
+            base=str(tiny[0]),
+            model_cache=tmp_path,
+            num_beams=2,
+            candidates=2,
+            cpu_bf16=True,
         )
         beams.warm_up()
         assert beams.engine == "ct2"

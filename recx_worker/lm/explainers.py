@@ -41,6 +41,10 @@ class LMExplainer(BaseExplainer):
     """Base for explainers backed by a causal LM (options: see ``__init__``)."""
 
     name: ClassVar[str] = "lm"
+    #: Whether ``engine = "auto"`` may run this explainer's large greedy calls in bfloat16 on
+    #: a CPU with bf16 matrix units (option ``cpu_bf16`` overrides): only where its quality
+    #: was measured unchanged there (docs/engine.md); off for subclasses unless they say so.
+    cpu_bf16_default: ClassVar[bool] = False
     version: ClassVar[str] = "1"
 
     def __init__(
@@ -65,6 +69,7 @@ class LMExplainer(BaseExplainer):
         grounded_decoding: bool = True,
         engine: str = "auto",
         quantization: str = "int8",
+        cpu_bf16: bool | None = None,
         **options: Any,
     ) -> None:
         super().__init__(context=context, **options)
@@ -75,6 +80,7 @@ class LMExplainer(BaseExplainer):
         self.engine_request = engine
         self.engine: str | None = None  # resolved by warm_up
         self.quantization = quantization
+        self.cpu_bf16 = self.cpu_bf16_default if cpu_bf16 is None else cpu_bf16
         self.grounded_decoding = grounded_decoding
         self._feature_bans: FeatureBans | None = None
         self.generation = GenerationConfig(
@@ -124,6 +130,7 @@ class LMExplainer(BaseExplainer):
             select_device(*self.device_request),
             dtype=self.device_request[1],
             rows_per_prompt=self.generation.rows_per_prompt,
+            bf16_matrix=None if self.cpu_bf16 else False,
         )
         small = large = None
         if self.engine in ("ct2", SPLIT):
