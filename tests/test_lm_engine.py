@@ -195,6 +195,7 @@ def test_auto_splits_greedy_decoding_on_bf16_matrix_cpus_only():
     # beams ran faster on ct2; an explicit float32 keeps ct2; an explicit bfloat16 is torch's
     assert resolve_engine("auto", cpu, bf16_matrix=True, rows_per_prompt=4) == ("ct2", cpu)
     assert resolve_engine("auto", cpu, bf16_matrix=True, dtype="float32") == ("ct2", cpu)
+    assert resolve_engine("auto", cpu, bf16_matrix=True, allow_bf16=False) == ("ct2", cpu)
     engine, device = resolve_engine("auto", cpu, bf16_matrix=False, dtype="bfloat16")
     assert (engine, device.dtype_name) == ("torch", "bfloat16")
 

@@ -113,12 +113,12 @@ def test_build_examples_trains_on_given_targets_and_filters_them(prepared):
 
 
 def test_the_teacher_answers_exactly_the_records_the_student_trains_on(prepared):
-    from training.distill import teacher_records
-    from training.examples import build_examples
+    from training.examples import build_examples, training_records
 
     data, store = prepared
+    train = data.split("train")
     for limit in (None, 3):
-        answered = [r.record_id for r in teacher_records(data, store, "train", limit, 5)]
+        answered = [r.record_id for r in training_records(store, train, limit, 5)]
         trained = [e.record_id for e in build_examples(store, data, "train", limit, seed=5)]
         assert answered == trained and answered
-    assert len(teacher_records(data, store, "train", 3, 5)) == 3
+    assert len(training_records(store, train, 3, 5)) == 3

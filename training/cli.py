@@ -288,7 +288,8 @@ def teacher(
     from recx_worker.plugins import create_explainer
     from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
-    from training.distill import teacher_records, write_teacher_targets
+    from training.distill import write_teacher_targets
+    from training.examples import training_records
 
     settings = load_settings()
     data_dir = data or settings.paths.data_dir
@@ -302,7 +303,8 @@ def teacher(
     if threads:
         options["threads"] = threads
     explainer = create_explainer("lora", ExplainerContext.from_settings(settings, store), **options)
-    records = teacher_records(prepared, store, split, limit, seed)
+    # exactly the records `recx train lora` trains on with the same split, limit and seed
+    records = training_records(store, prepared.split(split), limit, seed)
     _log(f"teacher: {len(records)} {split} records from {data_dir} -> {out}")
     with Progress(console=console, disable=not progress) as bar:
         task = bar.add_task("teacher", total=len(records))

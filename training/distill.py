@@ -16,15 +16,7 @@ from typing import Any
 from recx_worker.explainer import ExplainRequest, Explanation
 from recx_worker.prepared import ExplanationRecord, PreparedData
 from training.evaluation.runner import record_event
-from training.examples import record_evidence, training_records
-
-
-def teacher_records(
-    data: PreparedData, store: Any, split: str, limit: int | None, seed: int
-) -> list[ExplanationRecord]:
-    """The records a teacher answers: the ``training_records`` of ``split`` (so the student
-    trains on exactly these with the same ``limit`` and ``seed``)."""
-    return training_records(store, data.split(split), limit, seed)
+from training.examples import record_evidence
 
 
 def _answered(out: Path) -> set[str]:

@@ -46,8 +46,9 @@ def cpu_threads() -> int:
 @functools.cache
 def cpu_has_bf16_matrix_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (x86 AMX, flag ``amx_bf16``:
-    about 4x its float32 matmul rate on the 2-vCPU machine, where CTranslate2's int8 gains
-    nothing from it). ``RECX_CPU_BF16=0|1`` overrides the detection."""
+    3.4x its float32 matmul rate on the 2-vCPU machine by ``recx bench generate``'s
+    calibration, where CTranslate2's int8 gains nothing from it). ``RECX_CPU_BF16=0|1``
+    overrides the detection."""
     forced = os.environ.get("RECX_CPU_BF16", "")
     if forced in ("0", "1"):
         return forced == "1"

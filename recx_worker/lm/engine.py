@@ -40,17 +40,18 @@ def resolve_engine(
     *,
     dtype: str = "auto",
     rows_per_prompt: int = 1,
+    allow_bf16: bool = True,
     bf16_matrix: bool | None = None,
 ) -> tuple[str, DeviceChoice]:
     """The engine (``"torch"``, ``"ct2"`` or ``SPLIT``) and device for the requested ``engine``.
 
     ``auto`` on a CPU picks what measured faster there (``recx bench generate``,
-    docs/engine.md): on a CPU with bf16 matrix units (``bf16_matrix``; default: detected),
-    for decoding with one row per prompt (greedy; beams ran faster on ct2) and ``dtype`` left
-    to ``auto``, ``SPLIT``: ct2 for calls of fewer than ``SPLIT_MIN_BATCH`` prompts, torch in
-    bfloat16 for larger ones (torch alone without ``ctranslate2``); torch when ``dtype`` asks
-    for bfloat16 (only torch has it on a CPU); otherwise ct2 when ``ctranslate2`` is
-    installed, else torch (an explicit ``dtype = "float32"`` keeps that choice).
+    docs/engine.md): ``SPLIT`` (ct2 for calls of fewer than ``SPLIT_MIN_BATCH`` prompts, torch
+    in bfloat16 for larger ones; torch alone without ``ctranslate2``) on a CPU with bf16 matrix
+    units (``bf16_matrix``; default: detected) for decoding with one row per prompt (greedy;
+    beams ran faster on ct2), ``dtype`` left to ``auto`` and an explainer that allows it
+    (``allow_bf16``: its ``cpu_bf16``); torch when ``dtype`` asks for bfloat16 (only torch has
+    it on a CPU); otherwise ct2 when ``ctranslate2`` is installed, else torch.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
@@ -60,9 +61,10 @@ def resolve_engine(
         bf16 = DeviceChoice(device.device, "bfloat16")
         if dtype == "bfloat16":
             return "torch", bf16
-        if bf16_matrix is None:
-            bf16_matrix = cpu_has_bf16_matrix_units()
-        if bf16_matrix and rows_per_prompt == 1 and dtype == "auto":
+        greedy_bf16_ok = allow_bf16 and rows_per_prompt == 1 and dtype == "auto"
+        if greedy_bf16_ok and (
+            bf16_matrix if bf16_matrix is not None else cpu_has_bf16_matrix_units()
+        ):
             return (SPLIT if ct2_available() else "torch"), bf16
         return ("ct2" if ct2_available() else "torch"), device
     if engine == "ct2" and not ct2_available():
@@ -96,8 +98,8 @@ class SplitGenerator:
         )
 
     def _pick(self, prompts: Sequence[str], batch_size: int) -> Any:
-        large = len(prompts) >= self.min_batch and batch_size >= self.min_batch
-        return self.large if large else self.small
+        # by the size of the batches the engine would run (a call is cut into batch_size)
+        return self.large if min(len(prompts), batch_size) >= self.min_batch else self.small
 
     def generate(
         self, prompts: Sequence[str], batch_size: int = 32, bans: Sequence[Sequences] | None = None

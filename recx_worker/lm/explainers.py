@@ -130,7 +130,7 @@ class LMExplainer(BaseExplainer):
             select_device(*self.device_request),
             dtype=self.device_request[1],
             rows_per_prompt=self.generation.rows_per_prompt,
-            bf16_matrix=None if self.cpu_bf16 else False,
+            allow_bf16=self.cpu_bf16,
         )
         small = large = None
         if self.engine in ("ct2", SPLIT):
