@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from tqdm import tqdm
 
@@ -84,10 +84,7 @@ def run_explainer(
     """
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    handle = None
-    if sink is not None:
-        sink.parent.mkdir(parents=True, exist_ok=True)
-        handle = sink.open("w", encoding="utf-8")
+    handle = _open_sink(sink) if sink is not None else None
     try:
         with tqdm(
             total=len(requests), desc=explainer.name, unit="expl", disable=not progress
@@ -104,9 +101,7 @@ def run_explainer(
                     got = [ExplainFailure.from_exception(exc)] * len(batch)
                 outcomes.extend(got)
                 if handle is not None:
-                    for request, outcome in zip(batch, got, strict=True):
-                        row = outcome_row(request.event.event_id, outcome)
-                        handle.write(json.dumps(row) + "\n")
+                    _write_rows(handle, batch, got)
                     handle.flush()
                 bar.update(len(batch))
     finally:
@@ -117,10 +112,20 @@ def run_explainer(
 
 def write_outputs(sink: Path, run: RawRun, requests: Sequence[ExplainRequest]) -> None:
     """All of ``run``'s outcomes as ``run_explainer`` writes them (one JSONL row each)."""
+    with _open_sink(sink) as handle:
+        _write_rows(handle, requests, run.outcomes)
+
+
+def _open_sink(sink: Path) -> TextIO:
     sink.parent.mkdir(parents=True, exist_ok=True)
-    with sink.open("w", encoding="utf-8") as handle:
-        for request, outcome in zip(requests, run.outcomes, strict=True):
-            handle.write(json.dumps(outcome_row(request.event.event_id, outcome)) + "\n")
+    return sink.open("w", encoding="utf-8")
+
+
+def _write_rows(
+    handle: TextIO, requests: Sequence[ExplainRequest], outcomes: Sequence[Outcome]
+) -> None:
+    for request, outcome in zip(requests, outcomes, strict=True):
+        handle.write(json.dumps(outcome_row(request.event.event_id, outcome)) + "\n")
 
 
 class _Replay:
