@@ -130,6 +130,13 @@ def test_eval_reports_bad_input_without_traceback(small, tmp_path):
     assert result.exit_code == 2 and "no explainer named 'nonesuch'" in result.output
     result = runner.invoke(app, ["eval", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "not a prepared-data directory" in result.output
+    # A clashing or missing --external fails before any explainer runs (nothing written).
+    clash = [*base, "--out", str(tmp_path / "clash"), "--external", f"template={bad}"]
+    result = runner.invoke(app, [*clash, "--explainers", "template"])
+    assert result.exit_code == 2 and "the fallback explainer always runs" in result.output
+    assert not (tmp_path / "clash").exists()
+    result = runner.invoke(app, [*base, "--external", f"peter={tmp_path / 'none.jsonl'}"])
+    assert result.exit_code == 2 and "file not found" in result.output
 
 
 @pytest.fixture(scope="module")

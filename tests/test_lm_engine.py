@@ -18,7 +18,11 @@ from recx_worker.lm.ct2 import (  # noqa: E402
 )
 from recx_worker.lm.device import select_device  # noqa: E402
 from recx_worker.lm.engine import SPLIT, SPLIT_MIN_BATCH, SplitGenerator, resolve_engine  # noqa: E402
-from recx_worker.lm.generation import GenerationConfig, Generator  # noqa: E402
+from recx_worker.lm.generation import (  # noqa: E402
+    GenerationConfig,
+    Generator,
+    sentence_end_ids,
+)
 from recx_worker.lm.loading import load_causal_lm, load_tokenizer  # noqa: E402
 
 
@@ -135,6 +139,48 @@ def test_beams_return_candidates_free_of_the_row_bans(tiny):
     got = gen.generate_candidates(PROMPTS, batch_size=5, bans=bans)
     for text in got[2]:
         assert not contains(tokenizer(text, add_special_tokens=False)["input_ids"], bans[2])
+
+
+def test_sentence_end_ids_are_the_end_token_and_punctuation_tokens(tiny):
+    *_, path, _ = tiny
+    tokenizer = load_tokenizer(str(path))
+    ids = sentence_end_ids(tokenizer)
+    assert ids[0] == tokenizer.eos_token_id
+    texts = {tokenizer.decode([i]) for i in ids[1:]}
+    assert {".", "!", "?", "\n"} <= texts
+    assert all(set(text) <= set(".!?\"'\n ") for text in texts)
+    assert tokenizer.convert_tokens_to_ids("the") not in ids
+
+
+def test_min_new_tokens_stops_at_the_first_sentence_end_on_both_engines(tmp_path):
+    """A tiny Llama whose favourite token is "." at every step (a large constant component
+    in the residual stream that only "."'s output row rewards): without ``min_new_tokens`` it
+    writes "." and goes on (only the end token stops it); with 3 it writes 3 other tokens,
+    then the "." it stops at, and keeps it, on CTranslate2 and on torch alike."""
+    folder = build_model(tmp_path / "llama", "llama")
+    model, tokenizer, _ = load_causal_lm(str(folder))
+    dot = tokenizer.convert_tokens_to_ids(".")
+    with torch.no_grad():
+        weights = model.get_input_embeddings().weight  # tied with the output rows
+        weights[:, 0] = 50.0
+        weights[dot, 0] = 100.0
+    path = ensure_ct2_model(
+        tmp_path / "cache", "dot", {"base": "dot"}, lambda: (model, tokenizer), "float32"
+    )
+    for min_new in (0, 3):
+        config = GenerationConfig(max_new_tokens=6, min_new_tokens=min_new)
+        engines = (
+            Ct2Generator(path, load_tokenizer(str(path)), config, threads=1),
+            Generator(model, tokenizer, config),
+        )
+        for gen in engines:
+            out = gen.generate(PROMPTS[:2], batch_size=2)
+            for text in out:
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                if min_new == 0:
+                    assert ids[0] == dot and len(ids) == 6, (gen, text)
+                else:
+                    assert len(ids) == 4 and ids[-1] == dot and dot not in ids[:3], (gen, text)
 
 
 def test_min_new_tokens_holds_back_the_end_token_on_both_engines(tiny):

@@ -27,7 +27,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from recx_worker.lm.generation import MAX_PROMPT_TOKENS, GenerationConfig, batch_by_length
+from recx_worker.lm.generation import (
+    MAX_PROMPT_TOKENS,
+    GenerationConfig,
+    batch_by_length,
+    sentence_end_ids,
+)
 from recx_worker.lm.grounding import Sequences
 
 CT2_DIR = "ct2"
@@ -212,12 +217,15 @@ class Ct2Generator:
 
     def _options(self) -> dict[str, Any]:
         cfg = self.config
+        # min_new_tokens holds back the first sentence's end, where the answer then stops
+        ends = sentence_end_ids(self.tokenizer) if cfg.min_new_tokens else None
         options: dict[str, Any] = {
             "max_length": cfg.max_new_tokens,
             "include_prompt_in_result": False,
             "beam_size": cfg.num_beams,
             "num_hypotheses": cfg.candidates,
-            "end_token": self.tokenizer.eos_token,
+            "end_token": ends or self.tokenizer.eos_token,
+            "return_end_token": ends is not None,  # keep the "." the answer stopped at
             "length_penalty": cfg.length_penalty,
             "min_length": cfg.min_new_tokens,
         }

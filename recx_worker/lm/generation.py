@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,7 +32,9 @@ class GenerationConfig:
     # Beam search ranks a hypothesis by its log-probability / length ** length_penalty: above 1
     # favours longer answers (the model's greedy answers are shorter than the references).
     length_penalty: float = 1.0
-    min_new_tokens: int = 0  # the end token is banned before this many new tokens
+    # The answer may not end before this many new tokens: the end token and the tokens that
+    # end a sentence (answers are cut to their first sentence) are held back until then.
+    min_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_new_tokens <= 256:
@@ -78,6 +81,30 @@ class GenerationConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: Characters a sentence-ending token may consist of (``"."``, ``"!?"``, ``".\n"``, ``'."'``).
+_SENTENCE_END_CHARS = frozenset(".!?\"'\n ")
+
+
+def sentence_end_ids(tokenizer: Any) -> list[int]:
+    """The end token's id and the ids of the vocabulary's tokens that end a sentence: made of
+    ``.`` ``!`` ``?`` quotes, spaces and newlines only, with at least one of ``.!?`` or a
+    newline. With ``min_new_tokens`` both engines stop at the first of them, so the held-back
+    length is the first sentence's (the only one an explanation keeps)."""
+    return _sentence_end_ids(tokenizer, tokenizer.eos_token_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _sentence_end_ids(tokenizer: Any, eos_token_id: int) -> list[int]:
+    size = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(size)])
+    ids = [
+        i
+        for i, text in enumerate(texts)
+        if text.strip(" ") and set(text) <= _SENTENCE_END_CHARS and any(c in text for c in ".!?\n")
+    ]
+    return [eos_token_id, *(i for i in ids if i != eos_token_id)]
 
 
 def batch_by_length(
@@ -128,6 +155,14 @@ class Generator:
     engine = "torch"
 
     @property
+    def end_ids(self) -> int | list[int]:
+        """Where an answer stops: the end token, or with ``min_new_tokens`` also at a sentence
+        end (``sentence_end_ids``)."""
+        if self.config.min_new_tokens:
+            return sentence_end_ids(self.tokenizer)
+        return self.tokenizer.eos_token_id
+
+    @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
 
@@ -172,7 +207,7 @@ class Generator:
                 **self.config.generate_kwargs(),
                 logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
+                eos_token_id=self.end_ids,
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -90,11 +90,20 @@ def parse_compare(spec: str, systems: list[str]) -> tuple[str, str]:
 
 
 def _planned_systems(cfg: EvalConfig) -> list[str]:
-    """Names of the systems whose raw outputs ``cfg`` will score (if they can be run)."""
+    """Names of the systems whose raw outputs ``cfg`` will score (if they can be run); a bad
+    ``--external`` (a name already taken, a missing file) fails here, before any work."""
     names = list(dict.fromkeys([FALLBACK, *cfg.explainers]))
     if cfg.baselines:
         names.append(MostFrequentExplanation.name)
-    return names + [parse_external(spec)[0] for spec in cfg.externals]
+    for spec in cfg.externals:
+        name, path = parse_external(spec)
+        if name in names:
+            why = " (the fallback explainer always runs)" if name == FALLBACK else ""
+            raise EvalInputError(f"--external {spec}: a system named {name!r} is scored{why}")
+        if not path.is_file():
+            raise EvalInputError(f"--external {spec}: file not found")
+        names.append(name)
+    return names
 
 
 def compare_systems(
@@ -327,8 +336,6 @@ def run_eval(cfg: EvalConfig) -> dict:
         runs[baseline.name] = run_explainer(baseline, requests, cfg.batch_size, progress=False)
     for spec in cfg.externals:
         name, path = parse_external(spec)
-        if name in runs:
-            raise EvalInputError(f"--external {spec}: a system named {name!r} is already scored")
         run, missing = read_external(path, records, name)
         runs[name] = run
         notes[name] = {"missing_texts": missing, "source": str(path)}
