@@ -117,7 +117,8 @@ class PathSettings(_Section):
     data_dir: Path = Field(Path("var/data/musical"), description="Output of `recx data prepare`")
     index_dir: Path = Field(Path("var/index/musical"), description="Output of `recx index build`")
     adapter_dir: Path = Field(
-        Path("adapters/smollm2-musical-v2.1"), description="LoRA adapter used by the lora explainer"
+        Path("adapters/smollm2-musical-v2.1-distilled"),
+        description="LoRA adapter used by the lora explainer",
     )
     model_cache: Path = Field(CACHE_HOME / "models", description="Converted base-model checkpoints")
 

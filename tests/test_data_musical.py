@@ -136,8 +136,8 @@ def test_shipped_adapter_was_trained_on_what_prepare_writes_now(musical: Prepare
 
     default = PathSettings().adapter_dir
     default = default if default.is_absolute() else REPO / default
-    # the default adapter and the distilled one shipped beside it (docs/models.md)
-    for adapter_dir in (default, REPO / "adapters/smollm2-musical-v2.1-distilled"):
+    # the default adapter (the distilled student) and its teacher, shipped beside it
+    for adapter_dir in (default, REPO / "adapters/smollm2-musical-v2.1"):
         manifest = json.loads((adapter_dir / "manifest.json").read_text(encoding="utf-8"))
         assert manifest["data"]["checksum"] == data_checksum(musical.root), adapter_dir
 

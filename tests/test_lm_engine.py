@@ -21,6 +21,7 @@ from recx_worker.lm.engine import SPLIT, SPLIT_MIN_BATCH, SplitGenerator, resolv
 from recx_worker.lm.generation import (  # noqa: E402
     GenerationConfig,
     Generator,
+    NucleusSampler,
     sentence_end_ids,
 )
 from recx_worker.lm.loading import load_causal_lm, load_tokenizer  # noqa: E402
@@ -216,6 +217,50 @@ def test_decoding_options_are_checked():
     beams = GenerationConfig(num_beams=4, length_penalty=2.0, min_new_tokens=3).generate_kwargs()
     assert beams["length_penalty"] == 2.0 and beams["min_new_tokens"] == 3
     assert "length_penalty" not in GenerationConfig().generate_kwargs()  # greedy: no effect
+    with pytest.raises(ValueError, match="temperature"):
+        GenerationConfig(top_p=0.9, temperature=-0.5)
+    greedy = GenerationConfig(top_p=0.9, temperature=0)  # how TOML turns a manifest's top_p off
+    assert not greedy.sampling and greedy.generate_kwargs()["do_sample"] is False
+    # one row per prompt: NucleusSampler draws the token, generate() runs greedily
+    one_row = GenerationConfig(top_p=0.9, top_k=20, temperature=0.5)
+    assert one_row.samples_by_processor and one_row.generate_kwargs()["do_sample"] is False
+    sampled = GenerationConfig(top_p=0.9, top_k=20, temperature=0.5, candidates=2)
+    assert not sampled.samples_by_processor
+    assert sampled.generate_kwargs()["do_sample"] is True
+    assert sampled.generate_kwargs()["top_k"] == 20
+    with pytest.raises(ValueError, match="top_k"):
+        GenerationConfig(top_p=0.9, top_k=-1)
+
+
+def test_nucleus_sampler_draws_from_the_nucleus_only():
+    inf = float("-inf")
+    scores = torch.tensor([[0.0, 1.0, inf, 5.0], [2.0, 2.0, inf, inf]])
+    drawn: list[set[int]] = [set(), set()]
+    for seed in range(40):
+        sampler = NucleusSampler(GenerationConfig(top_p=0.6, seed=seed), "cpu")
+        out = sampler(None, scores)
+        assert (out == 0).sum(dim=-1).tolist() == [1, 1] and out[0, 2] == inf
+        for row in range(2):
+            drawn[row].add(int(out[row].argmax()))
+    # row 0: token 3 holds 98 % of the mass, so the 0.6 nucleus is token 3 alone; row 1: two
+    # equal tokens, the nucleus needs both, and 40 seeds draw both
+    assert drawn == [{3}, {0, 1}]
+    wide = NucleusSampler(GenerationConfig(top_p=1.0, top_k=1, seed=3), "cpu")
+    distinct = torch.tensor([[0.0, 1.0, inf, 5.0], [1.0, 3.0, 2.0, 0.0]])
+    assert wide(None, distinct).argmax(dim=-1).tolist() == [3, 1]  # top_k 1: the argmax
+
+
+def test_sampling_on_torch_is_seeded_and_top_k_1_is_greedy(tiny):
+    folder, *_ = tiny
+    model, tokenizer, _ = load_causal_lm(str(folder))
+
+    def run(**config):
+        gen = Generator(model, tokenizer, GenerationConfig(max_new_tokens=6, **config))
+        return gen.generate(PROMPTS, batch_size=5)
+
+    assert run(top_p=1.0, top_k=1) == run()
+    assert run(top_p=0.95, seed=1) == run(top_p=0.95, seed=1)
+    assert len({tuple(run(top_p=1.0, temperature=2.0, seed=s)) for s in range(3)}) > 1
 
 
 def test_contains_finds_contiguous_runs_only():

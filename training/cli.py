@@ -87,7 +87,7 @@ def lora(
             help="KEY=VALUE (repeatable): decoding the manifest recommends, which the lora "
             "explainer uses unless configured otherwise (e.g. num_beams=1 for a distilled "
             "student); keys: num_beams, candidates, length_penalty, max_new_tokens, "
-            "min_new_tokens, repetition_penalty"
+            "min_new_tokens, repetition_penalty, top_p, top_k, temperature"
         ),
     ] = None,
     seed: Annotated[int, typer.Option()] = 0,

@@ -58,15 +58,14 @@ class LoraExplainer(LMExplainer):
         base = options.pop("base", None)
         context = options["context"] = options.get("context") or ExplainerContext()
         adapter_path = Path(adapter_dir or context.paths.adapter_dir)
-        # The adapter's own recommendation (its manifest's "decoding": a distilled student is
-        # decoded greedily) comes under explicit options and over the defaults below.
+        # The adapter's own recommendation (its manifest's "decoding": the default adapter, a
+        # distilled student, is decoded in one row per request, docs/models.md) comes under
+        # explicit options and over the defaults below.
         for key, value in manifest_decoding(adapter_path).items():
             options.setdefault(key, value)
-        # Quality by default: 4 beams ranked with length_penalty 2 (the answers were shorter
-        # than the references: BLEU's brevity penalty cost 14 %) and the "typical" pick among
-        # the 4 on the full training prompt (docs/results-quality.md, "Length and phrasing").
-        # The fast profile (num_beams=1, shopper_liked=false) is about 5x faster
-        # (docs/engine.md).
+        # Adapters without a recommendation (v2, v2.1): 4 beams ranked with length_penalty 2
+        # (their answers were shorter than the references: BLEU's brevity penalty cost 14 %)
+        # and the "typical" pick among the 4 (docs/results-quality.md, "Length and phrasing").
         options.setdefault("num_beams", 4)
         options.setdefault("candidates", options["num_beams"])
         options.setdefault("length_penalty", 2.0)

@@ -48,6 +48,9 @@ DECODING_OPTIONS = (
     "max_new_tokens",
     "min_new_tokens",
     "repetition_penalty",
+    "top_p",
+    "top_k",
+    "temperature",
 )
 
 

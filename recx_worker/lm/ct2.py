@@ -231,7 +231,7 @@ class Ct2Generator:
         }
         if cfg.sampling:
             options |= {
-                "sampling_topk": 0,
+                "sampling_topk": cfg.top_k,
                 "sampling_topp": cfg.top_p,
                 "sampling_temperature": cfg.temperature,
             }

@@ -48,10 +48,11 @@ def resolve_engine(
     ``auto`` on a CPU picks what measured faster there (``recx bench generate``,
     docs/engine.md): ``SPLIT`` (ct2 for calls of fewer than ``SPLIT_MIN_BATCH`` prompts, torch
     in bfloat16 for larger ones; torch alone without ``ctranslate2``) on a CPU with bf16 matrix
-    units (``bf16_matrix``; default: detected) for decoding with one row per prompt (greedy;
-    beams ran faster on ct2), ``dtype`` left to ``auto`` and an explainer that allows it
-    (``allow_bf16``: its ``cpu_bf16``); torch when ``dtype`` asks for bfloat16 (only torch has
-    it on a CPU); otherwise ct2 when ``ctranslate2`` is installed, else torch.
+    units (``bf16_matrix``; default: detected) for decoding with one row per prompt (greedy or
+    one sampled candidate; beams ran faster on ct2), ``dtype`` left to ``auto`` and an
+    explainer that allows it (``allow_bf16``: its ``cpu_bf16``); torch when ``dtype`` asks for
+    bfloat16 (only torch has it on a CPU); otherwise ct2 when ``ctranslate2`` is installed,
+    else torch.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")

@@ -20,11 +20,13 @@ MAX_PROMPT_TOKENS = 512
 
 @dataclass(frozen=True, slots=True)
 class GenerationConfig:
-    """Decoding: greedy by default; ``num_beams`` > 1 for beam search, ``top_p`` to sample."""
+    """Decoding: greedy by default; ``num_beams`` > 1 for beam search, ``top_p`` to sample
+    (``temperature = 0`` turns sampling off: greedy, whatever ``top_p`` says)."""
 
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     num_beams: int = 1
     top_p: float | None = None
+    top_k: int = 0  # sampling: only the k likeliest tokens (0: the whole vocabulary)
     temperature: float = 1.0
     repetition_penalty: float | None = None
     seed: int = 0
@@ -43,6 +45,10 @@ class GenerationConfig:
             raise ValueError("num_beams must be >= 1")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0 (0: no limit)")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0 (0: no sampling)")
         if self.candidates < 1:
             raise ValueError("candidates must be >= 1")
         if not 0 <= self.min_new_tokens < self.max_new_tokens:
@@ -59,18 +65,24 @@ class GenerationConfig:
 
     @property
     def sampling(self) -> bool:
-        return self.top_p is not None
+        return self.top_p is not None and self.temperature > 0
+
+    @property
+    def samples_by_processor(self) -> bool:
+        """Whether the torch engine samples with ``NucleusSampler`` (one row per prompt) and
+        runs ``generate()`` greedily, instead of ``transformers``' own sampling."""
+        return self.sampling and self.rows_per_prompt == 1
 
     def generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "num_beams": self.num_beams,
-            "do_sample": self.sampling,
+            "do_sample": self.sampling and not self.samples_by_processor,
             "use_cache": True,
             "num_return_sequences": self.candidates,
         }
-        if self.sampling:
-            kwargs |= {"top_p": self.top_p, "temperature": self.temperature, "top_k": 0}
+        if kwargs["do_sample"]:
+            kwargs |= {"top_p": self.top_p, "temperature": self.temperature, "top_k": self.top_k}
         if self.repetition_penalty:
             kwargs["repetition_penalty"] = self.repetition_penalty
         if self.num_beams > 1:
@@ -105,6 +117,36 @@ def _sentence_end_ids(tokenizer: Any, eos_token_id: int) -> list[int]:
         if text.strip(" ") and set(text) <= _SENTENCE_END_CHARS and any(c in text for c in ".!?\n")
     ]
     return [eos_token_id, *(i for i in ids if i != eos_token_id)]
+
+
+class NucleusSampler:
+    """A ``transformers`` logits processor that draws each row's next token itself (the
+    ``top_k`` likeliest, scaled by ``temperature``, cut to the ``top_p`` nucleus) and leaves
+    only that token possible, so ``generate()`` runs greedily. ``transformers``' own sampling
+    sorts and normalises the whole vocabulary at every step: about 0.2 s per step for 32 rows
+    of SmolLM2's 49,152 tokens on 2 CPUs, as long as the model's forward pass."""
+
+    def __init__(self, config: GenerationConfig, device: Any) -> None:
+        import torch
+
+        if config.top_p is None:
+            raise ValueError("NucleusSampler needs top_p")
+        self.top_k = config.top_k
+        self.top_p = config.top_p
+        self.temperature = config.temperature
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        k = min(self.top_k or scores.shape[-1], scores.shape[-1])
+        values, indices = scores.float().topk(k, dim=-1)  # likeliest first
+        probs = (values / self.temperature).softmax(dim=-1)
+        # keep a token while the mass before it is under top_p (the likeliest always stays)
+        probs = probs * ((probs.cumsum(dim=-1) - probs) < self.top_p)
+        tokens = indices.gather(-1, torch.multinomial(probs, 1, generator=self.generator))
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter_(-1, tokens, 0.0)
 
 
 def batch_by_length(
@@ -199,7 +241,9 @@ class Generator:
         processors = LogitsProcessorList()
         if bans is not None and any(bans):
             processors.append(BanProcessor(bans, rows_per_prompt=self.config.rows_per_prompt))
-        if self.config.sampling:
+        if self.config.samples_by_processor:
+            processors.append(NucleusSampler(self.config, self.device))  # last: after the bans
+        elif self.config.sampling:
             torch.manual_seed(self.config.seed)
         with torch.inference_mode():
             output = self.model.generate(

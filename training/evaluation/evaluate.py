@@ -90,18 +90,16 @@ def parse_compare(spec: str, systems: list[str]) -> tuple[str, str]:
 
 
 def _planned_systems(cfg: EvalConfig) -> list[str]:
-    """Names of the systems whose raw outputs ``cfg`` will score (if they can be run); a bad
-    ``--external`` (a name already taken, a missing file) fails here, before any work."""
+    """Names of the systems whose raw outputs ``cfg`` will score (if they can be run); an
+    ``--external`` whose name is already taken fails here, before any work."""
     names = list(dict.fromkeys([FALLBACK, *cfg.explainers]))
     if cfg.baselines:
         names.append(MostFrequentExplanation.name)
     for spec in cfg.externals:
-        name, path = parse_external(spec)
+        name = parse_external(spec)[0]
         if name in names:
             why = " (the fallback explainer always runs)" if name == FALLBACK else ""
             raise EvalInputError(f"--external {spec}: a system named {name!r} is scored{why}")
-        if not path.is_file():
-            raise EvalInputError(f"--external {spec}: file not found")
         names.append(name)
     return names
 
@@ -300,6 +298,9 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     planned = _planned_systems(cfg)
     pairs = [parse_compare(spec, planned) for spec in cfg.compare]  # fail before any work
+    for spec in cfg.externals:
+        if not parse_external(spec)[1].is_file():
+            raise EvalInputError(f"--external {spec}: file not found")
     if pairs and cfg.bootstrap < 1:
         raise EvalInputError("--bootstrap must be at least 1")
     try:
