@@ -366,6 +366,14 @@ def test_teacher_answers_then_a_student_trains_on_them(trained, gpt2_dir, worker
     assert manifest["hyperparameters"]["targets"] == str(out)
     assert manifest["train_examples"] == 6
     assert LoraExplainer(adapter_dir=student).generation.num_beams == 1
+    # the shipped default is such a student: asking it for targets says whose answers they are
+    args_t = ["train", "teacher", "--data", str(data), "--index", str(index), "--limit", "1"]
+    args_t += ["--out", str(tmp_path / "t2.jsonl"), "--adapter", str(student), "--no-progress"]
+    result = runner.invoke(app, args_t, env=env)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"is itself a distilled student (of {config.out_dir})" in said
+    assert f"--adapter {config.out_dir} uses its teacher" in said
 
     missing = tmp_path / "none.jsonl"
     missing.write_text('{"record_id": "not-a-record", "explanation": "x"}\n')
