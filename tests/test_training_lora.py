@@ -366,6 +366,11 @@ def test_teacher_answers_then_a_student_trains_on_them(trained, gpt2_dir, worker
     assert manifest["hyperparameters"]["targets"] == str(out)
     assert manifest["train_examples"] == 6
     assert LoraExplainer(adapter_dir=student).generation.num_beams == 1
+    from recx_worker.lm.adapter import distilled_from
+
+    assert distilled_from(student) == str(config.out_dir)
+    assert distilled_from(config.out_dir) is None  # trained on references: no student
+    assert distilled_from(tmp_path / "no-adapter") is None
     # the shipped default is such a student: asking it for targets says whose answers they are
     args_t = ["train", "teacher", "--data", str(data), "--index", str(index), "--limit", "1"]
     args_t += ["--out", str(tmp_path / "t2.jsonl"), "--adapter", str(student), "--no-progress"]

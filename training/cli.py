@@ -302,6 +302,8 @@ def teacher(
     options["adapter_dir"] = adapter or options.get("adapter_dir") or settings.paths.adapter_dir
     if threads:
         options["threads"] = threads
+    from recx_worker.lm.adapter import distilled_from
+
     if (teacher_of := distilled_from(Path(options["adapter_dir"]))) is not None:
         _log(
             f"note: {options['adapter_dir']} is itself a distilled student (of {teacher_of}): "
@@ -324,21 +326,6 @@ def teacher(
             progress=lambda done, total: bar.update(task, completed=done),
         )
     _log(f"done: {written} answered now, {len(records)} in {out}")
-
-
-def distilled_from(adapter_dir: Path) -> str | None:
-    """The adapter ``adapter_dir`` was distilled from (its manifest names training targets and
-    the adapter it started from), or None: not a student, or no readable manifest."""
-    from recx_worker.lm.adapter import AdapterError, read_manifest
-
-    try:
-        manifest = read_manifest(adapter_dir)
-    except (AdapterError, OSError):
-        return None
-    if not (manifest.get("hyperparameters") or {}).get("targets"):
-        return None
-    parent = manifest.get("parent_adapter") or {}
-    return str(parent.get("path") or "its init adapter")
 
 
 def _paths() -> tuple[Path, Path, Path]:

@@ -67,6 +67,18 @@ def manifest_decoding(adapter_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in decoding.items() if k in DECODING_OPTIONS}
 
 
+def distilled_from(adapter_dir: Path) -> str | None:
+    """The adapter ``adapter_dir`` was distilled from: its manifest names training targets and
+    the adapter it started from. None when it is no student or its manifest cannot be read."""
+    try:
+        manifest = read_manifest(adapter_dir)
+    except AdapterError:
+        return None
+    if not manifest.get("hyperparameters", {}).get("targets"):
+        return None
+    return manifest.get("parent_adapter", {}).get("path")
+
+
 def adapter_checksum(adapter_dir: Path) -> str:
     """sha256 over the adapter's config and weights (what a merged model depends on)."""
     digest = hashlib.sha256()

@@ -3,9 +3,9 @@
 ``torch`` (transformers ``generate``) is the reference, used for training and on GPUs;
 ``ct2`` (CTranslate2, ``recx_worker.lm.ct2``) is made for inference on CPU: int8 weights,
 several times the throughput (``recx bench generate``, docs/engine.md). ``auto`` picks
-(``resolve_engine``) on CPUs with bf16 matrix units (AMX), for greedy decoding, ct2 for small
-calls and torch in bfloat16 for large ones (``SplitGenerator``); ct2 on other CPUs when
-``ctranslate2`` is installed; torch otherwise.
+(``resolve_engine``) on CPUs with bf16 matrix units (AMX), for one row per prompt (greedy or
+one sampled candidate), ct2 for small calls and torch in bfloat16 for large ones
+(``SplitGenerator``); ct2 on other CPUs when ``ctranslate2`` is installed; torch otherwise.
 """
 
 from __future__ import annotations

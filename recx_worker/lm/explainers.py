@@ -9,8 +9,8 @@ picks: the consensus candidate (``recx_worker.lm.selection``) unless a subclass 
 ``engine`` picks what generates: ``"torch"`` (transformers; training, GPU, the reference),
 ``"ct2"`` (CTranslate2, int8, converted once and cached: ``recx_worker.lm.ct2``) or ``"auto"``
 (the default; ``recx_worker.lm.engine.resolve_engine``: where the CPU has bf16 matrix units,
-greedy decoding on ct2 for small calls and torch in bfloat16 for large ones, else ct2 on CPU
-when ``ctranslate2`` is installed).
+one row per prompt on ct2 for small calls and torch in bfloat16 for large ones, else ct2 on
+CPU when ``ctranslate2`` is installed).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class LMExplainer(BaseExplainer):
     """Base for explainers backed by a causal LM (options: see ``__init__``)."""
 
     name: ClassVar[str] = "lm"
-    #: Whether ``engine = "auto"`` may run this explainer's large greedy calls in bfloat16 on
+    #: Whether ``engine = "auto"`` may run this explainer's large one-row calls in bfloat16 on
     #: a CPU with bf16 matrix units (option ``cpu_bf16`` overrides): only where its quality
     #: was measured unchanged there (docs/engine.md); off for subclasses unless they say so.
     cpu_bf16_default: ClassVar[bool] = False

@@ -123,8 +123,9 @@ class NucleusSampler:
     """A ``transformers`` logits processor that draws each row's next token itself (the
     ``top_k`` likeliest, scaled by ``temperature``, cut to the ``top_p`` nucleus) and leaves
     only that token possible, so ``generate()`` runs greedily. ``transformers``' own sampling
-    sorts and normalises the whole vocabulary at every step: about 0.15 s per step for 32 rows
-    of SmolLM2's 49,152 tokens on 2 CPUs, as long as the model's forward pass."""
+    sorts and normalises the whole vocabulary at every step: about 0.1 s per step for 32 rows
+    of SmolLM2's 49,152 tokens on 2 idle CPUs (sort 61 ms, softmax and draw 40 ms; top-20
+    2 ms)."""
 
     def __init__(self, config: GenerationConfig, device: Any) -> None:
         import torch
