@@ -345,6 +345,19 @@ def test_auto_engine_on_a_bf16_cpu_sends_small_calls_to_ct2_and_large_ones_to_bf
         outputs = greedy.raw_generate(many)
         assert len(outputs) == SPLIT_MIN_BATCH and all(len(o) == 1 for o in outputs)
         assert sum(bf16_calls) == SPLIT_MIN_BATCH and len(split.small.model.calls) == ct2_calls
+        # a long call's short last batch goes to ct2, the whole batches to torch, in order
+        bf16_calls.clear()
+        longer = (PROMPTS * (SPLIT_MIN_BATCH + 3))[: SPLIT_MIN_BATCH + 3]
+        mixed = split.generate(longer, batch_size=SPLIT_MIN_BATCH)
+        assert sum(bf16_calls) == SPLIT_MIN_BATCH and len(split.small.model.calls) > ct2_calls
+        assert mixed[:SPLIT_MIN_BATCH] == split.large.generate(longer[:SPLIT_MIN_BATCH])
+        assert mixed[SPLIT_MIN_BATCH:] == split.small.generate(longer[SPLIT_MIN_BATCH:])
+        assert [split._cut(n, b) for n, b in ((40, 16), (48, 16), (50, 32), (40, 8))] == [
+            32,
+            48,
+            50,
+            0,
+        ]
         greedy.close()
         beams = create_explainer(
             "prompt",

@@ -344,6 +344,15 @@ def test_teacher_answers_then_a_student_trains_on_them(trained, gpt2_dir, worker
     result = runner.invoke(app, [*args, "--split", "valid", "--no-progress"], env=env)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # the candidate closest to each record's reference instead of the explainer's own pick
+    near = tmp_path / "teacher-reference.jsonl"
+    args_r = [*args[:-1], str(near), "--limit", "3", "--no-progress"]
+    result = runner.invoke(app, [*args_r, "--pick", "reference"], env=env)
+    assert result.exit_code == 0, result.output
+    near_rows = [json.loads(line) for line in near.read_text().splitlines()]
+    assert [r["record_id"] for r in near_rows] == [r["record_id"] for r in rows[:3]]
+    result = runner.invoke(app, [*args_r, "--pick", "best"], env=env)
+    assert result.exit_code == 2 and "--pick must be one of model, reference" in result.output
 
     # a student on the teacher's texts (whatever they are: the model is random)
     out.write_text(

@@ -277,6 +277,13 @@ def teacher(
     seed: Annotated[int, typer.Option()] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Requests decoded per batch")] = 64,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for decoding")] = None,
+    pick: Annotated[
+        str,
+        typer.Option(
+            help="Which candidate becomes the target: the explainer's own pick (model) or "
+            "the one closest to the record's reference (reference)"
+        ),
+    ] = "model",
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Distillation targets: the lora explainer (its configured decoding) answers train records;
@@ -288,9 +295,11 @@ def teacher(
     from recx_worker.plugins import create_explainer
     from recx_worker.prepared import PreparedData
     from recx_worker.retrieval.evidence import EvidenceStore
-    from training.distill import write_teacher_targets
+    from training.distill import PICKS, write_teacher_targets
     from training.examples import training_records
 
+    if pick not in PICKS:
+        _fail(f"--pick must be one of {', '.join(PICKS)}")
     settings = load_settings()
     data_dir = data or settings.paths.data_dir
     try:
@@ -323,6 +332,7 @@ def teacher(
             out,
             max_words=settings.chain.max_words,
             batch_size=batch_size,
+            pick=pick,
             progress=lambda done, total: bar.update(task, completed=done),
         )
     _log(f"done: {written} answered now, {len(records)} in {out}")

@@ -4,6 +4,15 @@ decoding answers train records, and its answers become the targets of a student 
 
 ``write_teacher_targets`` appends ``{record_id, explanation}`` lines (``null`` when the teacher
 declined) and resumes where an earlier run stopped.
+
+Which of the teacher's candidates becomes the target (``pick``):
+
+* ``"model"``: the one the explainer itself keeps (its ``selection`` rule), what it would say
+  in production;
+* ``"reference"``: the one closest to the record's reference (ROUGE-L F as ``recx eval``
+  scores it; the explainer's own pick on ties). Train records have references, so the
+  target stays in the teacher's voice (fluent, positive, grounded by its decoding) while
+  saying what shoppers said; the student never sees a reference at inference.
 """
 
 from __future__ import annotations
@@ -26,6 +35,32 @@ def _answered(out: Path) -> set[str]:
         return {json.loads(line)["record_id"] for line in lines if line.strip()}
 
 
+PICKS = ("model", "reference")
+
+
+def reference_pick(reference: str, texts: list[str], model_pick: int) -> int:
+    """Index of the candidate closest to ``reference`` (ROUGE-L F), ``model_pick`` on ties."""
+    from training.rerank import candidate_scores
+
+    scores = candidate_scores(reference, texts)
+    return max(range(len(texts)), key=lambda i: (scores[i], i == model_pick))
+
+
+def _answers(explainer: Any, records: list[ExplanationRecord], requests: list, pick: str):
+    """The teacher's target text per record (``None`` where it declined)."""
+    if pick == "model":
+        return [
+            outcome.text if isinstance(outcome, Explanation) else None
+            for outcome in explainer.explain_batch(requests)
+        ]
+    groups = [texts for texts, _ in explainer.candidate_texts(requests)]
+    model_picks = explainer.select(requests, groups)
+    return [
+        texts[reference_pick(record.explanation, texts, chosen)] if texts else None
+        for record, texts, chosen in zip(records, groups, model_picks, strict=True)
+    ]
+
+
 def write_teacher_targets(
     explainer: Any,
     data: PreparedData,
@@ -35,10 +70,14 @@ def write_teacher_targets(
     *,
     max_words: int,
     batch_size: int = 64,
+    pick: str = "model",
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> int:
     """The teacher's answer for each of ``records`` not yet in ``out``; returns how many were
-    written now. Requests carry the evidence the record's training example is built from."""
+    written now. Requests carry the evidence the record's training example is built from;
+    ``pick`` says which candidate is kept (see the module docstring)."""
+    if pick not in PICKS:
+        raise ValueError(f"pick must be one of {', '.join(PICKS)}")
     done = _answered(out)
     pending = [r for r in records if r.record_id not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +92,7 @@ def write_teacher_targets(
                 )
                 for r in chunk
             ]
-            for record, outcome in zip(chunk, explainer.explain_batch(requests), strict=True):
-                text = outcome.text if isinstance(outcome, Explanation) else None
+            for record, text in zip(chunk, _answers(explainer, chunk, requests, pick), strict=True):
                 sink.write(json.dumps({"record_id": record.record_id, "explanation": text}) + "\n")
             sink.flush()
             progress(len(records) - len(pending) + start + len(chunk), len(records))

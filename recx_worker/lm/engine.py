@@ -74,8 +74,9 @@ def resolve_engine(
 
 
 class SplitGenerator:
-    """``Generator``'s interface over two engines: a call of at least ``min_batch`` prompts
-    goes to ``large`` (torch in bfloat16), any other call to ``small`` (ct2). Both share one
+    """``Generator``'s interface over two engines: batches of at least ``min_batch`` prompts
+    go to ``large`` (torch in bfloat16), smaller ones to ``small`` (ct2); a call is cut into
+    batches of ``batch_size``, so a long call's short last batch goes to ``small``. Both share one
     ``GenerationConfig`` and the same tokenizer vocabulary, so bans and outputs mean the same;
     the two engines' outputs may differ in near-ties (int8 against bfloat16 rounding)."""
 
@@ -98,19 +99,36 @@ class SplitGenerator:
             f"torch {self.large.describe()} from {self.min_batch}"
         )
 
-    def _pick(self, prompts: Sequence[str], batch_size: int) -> Any:
-        # by the size of the batches the engine would run (a call is cut into batch_size)
-        return self.large if min(len(prompts), batch_size) >= self.min_batch else self.small
+    def _cut(self, count: int, batch_size: int) -> int:
+        """How many leading prompts of a call go to ``large``: the whole batches of
+        ``batch_size`` when those are at least ``min_batch`` long, the short remainder (or a
+        call of small batches) to ``small``."""
+        size = max(1, batch_size)
+        if min(count, size) < self.min_batch:
+            return 0
+        rest = count % size
+        return count if rest == 0 or rest >= self.min_batch else count - rest
+
+    def _route(
+        self, method: str, prompts: Sequence[str], batch_size: int, bans: Sequence[Sequences] | None
+    ) -> list[Any]:
+        cut = self._cut(len(prompts), batch_size)
+        out: list[Any] = []
+        for engine, part in ((self.large, slice(0, cut)), (self.small, slice(cut, None))):
+            if prompts[part]:
+                part_bans = bans[part] if bans is not None else None
+                out += getattr(engine, method)(prompts[part], batch_size, part_bans)
+        return out
 
     def generate(
         self, prompts: Sequence[str], batch_size: int = 32, bans: Sequence[Sequences] | None = None
     ) -> list[str]:
-        return self._pick(prompts, batch_size).generate(prompts, batch_size, bans)
+        return self._route("generate", prompts, batch_size, bans)
 
     def generate_candidates(
         self, prompts: Sequence[str], batch_size: int = 32, bans: Sequence[Sequences] | None = None
     ) -> list[list[str]]:
-        return self._pick(prompts, batch_size).generate_candidates(prompts, batch_size, bans)
+        return self._route("generate_candidates", prompts, batch_size, bans)
 
     def generate_one_by_one(
         self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None
