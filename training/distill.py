@@ -12,7 +12,8 @@ Which of the teacher's candidates becomes the target (``pick``):
 * ``"reference"``: the one closest to the record's reference (ROUGE-L F as ``recx eval``
   scores it; the explainer's own pick on ties). Train records have references, so the
   target stays in the teacher's voice (fluent, positive, grounded by its decoding) while
-  saying what shoppers said; the student never sees a reference at inference.
+  saying what shoppers said; the student never sees a reference at inference. Its lines
+  also list the ``candidates``, so another rule can pick again without decoding.
 """
 
 from __future__ import annotations
@@ -46,17 +47,26 @@ def reference_pick(reference: str, texts: list[str], model_pick: int) -> int:
     return max(range(len(texts)), key=lambda i: (scores[i], i == model_pick))
 
 
-def _answers(explainer: Any, records: list[ExplanationRecord], requests: list, pick: str):
-    """The teacher's target text per record (``None`` where it declined)."""
+def _answers(
+    explainer: Any, records: list[ExplanationRecord], requests: list, pick: str
+) -> list[dict[str, Any]]:
+    """Per record, its target line's fields: ``explanation`` (``None`` where the teacher
+    declined) and, with ``pick = "reference"``, all cleaned ``candidates`` (to pick again
+    without decoding)."""
     if pick == "model":
         return [
-            outcome.text if isinstance(outcome, Explanation) else None
+            {"explanation": outcome.text if isinstance(outcome, Explanation) else None}
             for outcome in explainer.explain_batch(requests)
         ]
     groups = [texts for texts, _ in explainer.candidate_texts(requests)]
     model_picks = explainer.select(requests, groups)
     return [
-        texts[reference_pick(record.explanation, texts, chosen)] if texts else None
+        {
+            "explanation": texts[reference_pick(record.explanation, texts, chosen)]
+            if texts
+            else None,
+            "candidates": texts,
+        }
         for record, texts, chosen in zip(records, groups, model_picks, strict=True)
     ]
 
@@ -92,8 +102,10 @@ def write_teacher_targets(
                 )
                 for r in chunk
             ]
-            for record, text in zip(chunk, _answers(explainer, chunk, requests, pick), strict=True):
-                sink.write(json.dumps({"record_id": record.record_id, "explanation": text}) + "\n")
+            for record, fields in zip(
+                chunk, _answers(explainer, chunk, requests, pick), strict=True
+            ):
+                sink.write(json.dumps({"record_id": record.record_id, **fields}) + "\n")
             sink.flush()
             progress(len(records) - len(pending) + start + len(chunk), len(records))
     return len(pending)
