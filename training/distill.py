@@ -9,11 +9,12 @@ Which of the teacher's candidates becomes the target (``pick``):
 
 * ``"model"``: the one the explainer itself keeps (its ``selection`` rule), what it would say
   in production;
-* ``"reference"``: the one closest to the record's reference (ROUGE-L F as ``recx eval``
-  scores it; the explainer's own pick on ties). Train records have references, so the
-  target stays in the teacher's voice (fluent, positive, grounded by its decoding) while
-  saying what shoppers said; the student never sees a reference at inference. Its lines
-  also list the ``candidates``, so another rule can pick again without decoding.
+* ``"reference"``: the one closest to the record's reference (ROUGE-1 F + ROUGE-L F as
+  ``recx eval`` scores them; the explainer's own pick on ties). Train records have
+  references, so the target stays in the teacher's voice (fluent, positive, grounded by its
+  decoding) while saying what shoppers said; the student never sees a reference at
+  inference. Its lines also list the ``candidates``, so another rule can pick again without
+  decoding.
 """
 
 from __future__ import annotations
@@ -39,11 +40,21 @@ def _answered(out: Path) -> set[str]:
 PICKS = ("model", "reference")
 
 
-def reference_pick(reference: str, texts: list[str], model_pick: int) -> int:
-    """Index of the candidate closest to ``reference`` (ROUGE-L F), ``model_pick`` on ties."""
-    from training.rerank import candidate_scores
+def reference_scores(reference: str, texts: list[str]) -> list[float]:
+    """ROUGE-1 F + ROUGE-L F of each candidate against ``reference``, tokenized and cut to 15
+    words as ``recx eval`` does: the words a shopper used, and in their order."""
+    from training.evaluation.metrics import rouge_l, rouge_n
+    from training.evaluation.text import PETER_REFERENCE_WORDS, tokenize
 
-    scores = candidate_scores(reference, texts)
+    ref = tokenize(reference)[:PETER_REFERENCE_WORDS]
+    hyps = [tokenize(t) for t in texts]
+    return [rouge_n(ref, h, 1)[2] + rouge_l(ref, h)[2] for h in hyps]
+
+
+def reference_pick(reference: str, texts: list[str], model_pick: int) -> int:
+    """Index of the candidate closest to ``reference`` (``reference_scores``), ``model_pick``
+    on ties."""
+    scores = reference_scores(reference, texts)
     return max(range(len(texts)), key=lambda i: (scores[i], i == model_pick))
 
 
