@@ -214,3 +214,26 @@ def test_candidate_cache_key_changes_with_every_decoding_input(tmp_path):
     assert key() == key()
     variants = [key(shopper_liked=False), key(length_penalty=1.0), key(min_new_tokens=10)]
     assert all(v != key() for v in variants) and len({json.dumps(v) for v in variants}) == 3
+
+
+def test_fitting_a_reranker_for_a_one_candidate_adapter_fails_before_decoding(
+    worker_data, tmp_path, monkeypatch
+):
+    """A distilled student (the default adapter) decodes one row per request: `recx train
+    reranker` says so at once, naming the fix, instead of decoding a split for nothing."""
+    from typer.testing import CliRunner
+
+    from recx_worker.cli import app
+
+    data, index = worker_data
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "manifest.json").write_text(json.dumps({"decoding": {"num_beams": 1}}))
+    monkeypatch.delenv("RECX_CONFIG", raising=False)
+    args = ["train", "reranker", "--adapter", str(student), "--data", str(data)]
+    args += ["--index", str(index), "--cache", str(tmp_path / "cache"), "--no-write"]
+    result = CliRunner().invoke(app, args)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "decodes one candidate per request" in said and "candidates >= 2" in said
+    assert not (tmp_path / "cache").exists()  # nothing decoded

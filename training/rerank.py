@@ -326,6 +326,13 @@ def run_reranker(
         selection="consensus",
         batch_size=batch_size,
     )
+    if explainer.generation.candidates < 2:
+        raise ValueError(
+            f"the lora explainer decodes one candidate per request for {adapter} (its "
+            "manifest's or [chain.options.lora]'s decoding), so there is nothing to choose "
+            "among: set candidates >= 2 there (e.g. num_beams = 4 and candidates = 4, or "
+            "top_p with candidates = 4), or use the adapter's teacher"
+        )
     decoded = _decode(
         explainer, prepared, store, settings, split, limit,
         cache=cache, batch=batch_size, logprobs=logprobs, log=log,
