@@ -137,6 +137,9 @@ def test_the_recommendations_own_framing_is_not_a_feature_claim(vocabulary) -> N
     text = "Recommended because you liked the skin on one you rated 5 stars: reviewers say so."
     verdict = Guard(LEXICON, vocabulary=vocabulary).check(request(), text)
     assert verdict.ok and verdict.grounded, verdict.reason
+    # the template's history clause alone never needs the tagger (milliseconds per text)
+    clause = "The scent is lovely, like the scent on one you rated 5 stars."
+    assert Guard(LEXICON, vocabulary=vocabulary)._suspects(request(), clause) == []
 
 
 def test_prepared_micro_batches_get_the_same_verdicts(vocabulary) -> None:
