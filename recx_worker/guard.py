@@ -83,11 +83,11 @@ _INJECTION = [
 ]
 
 
-# Nouns of a recommendation's own framing ("...one you rated 5 stars: reviewers say..."): they
+# Words of a recommendation's own framing ("...one you rated 5 stars: reviewers say..."): they
 # never claim an aspect of the item, so the noun check does not ask the item's reviews for them.
-# "rated" is no noun, but the tokenizer cannot tell: without it every template text with a
-# history clause (a fifth of the distinct texts on the bench events) went to the tagger.
-FRAMING_NOUNS = frozenset(
+# "rated" is a verb, but the tokenizer alone cannot tell: without it every template text with
+# a history clause (a fifth of the distinct texts on the bench events) went to the tagger.
+FRAMING_WORDS = frozenset(
     {"star", "stars", "rating", "ratings", "rated", "review", "reviews", "reviewer",
      "reviewers", "recommendation", "recommendations", "customer", "customers", "buyer",
      "buyers", "owner", "owners", "people", "user", "users", "one", "ones"}
@@ -140,7 +140,7 @@ class Guard:
         self.word_slack = word_slack
         self.min_words = min_words
         fixed = vocabulary.generic if vocabulary is not None else frozenset()
-        self._fixed_words = fixed | FRAMING_NOUNS
+        self._fixed_words = fixed | FRAMING_WORDS
         # Per-text results are cached: a stream repeats texts (the template explainer's
         # above all), and the lexicon and pattern scans cost more than the look-up.
         self._facts = lru_cache(maxsize=TEXT_CACHE)(self._text_facts)

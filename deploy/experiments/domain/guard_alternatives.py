@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from recx_worker.features import Lexicon
-from recx_worker.guard import FRAMING_NOUNS, Guard, _supported
+from recx_worker.guard import FRAMING_WORDS, Guard, _supported
 from recx_worker.nouns import content_nouns, zipf
 from recx_worker.prepared import PreparedData
 from recx_worker.retrieval.evidence import EvidenceStore
@@ -39,7 +39,7 @@ else:
         rows[name] = []
         for req, text in pairs:
             verdict = guard.check(req, text)
-            known = guard._item_words(req) | voc.generic | FRAMING_NOUNS
+            known = guard._item_words(req) | voc.generic | FRAMING_WORDS
             allowed = req.evidence.allowed_features()
             has = voc.features_of(req.item_id)
             rows[name].append(
