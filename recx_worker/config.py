@@ -20,9 +20,16 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -110,6 +117,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: The output producers a worker can use (``worker.producer_client``).
+ProducerClient = Literal["auto", "kafka-python", "librdkafka"]
+PRODUCER_CLIENTS: tuple[str, ...] = get_args(ProducerClient)
+
+
 class PathSettings(_Section):
     raw_data: Path = Field(
         DEFAULT_RAW_DATA, description="Folder with the raw reviews + features.txt"
@@ -151,11 +163,13 @@ class KafkaSettings(_Section):
         1, ge=1, description="Replicas of each topic (`recx topics create`); 3 in production"
     )
     client_options: AnyMap = Field(
-        default_factory=dict, description="Extra kafka-python options passed through verbatim"
+        default_factory=dict,
+        description="Extra kafka-python options passed through verbatim (every kafka-python "
+        "client; not the librdkafka producer, which takes `worker.producer_options`)",
     )
 
-    def client_config(self) -> dict[str, Any]:
-        """Connection options shared by every kafka-python client recx creates."""
+    def connection(self) -> dict[str, Any]:
+        """Where the cluster is and how to authenticate (kafka-python names), for any client."""
         config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "security_protocol": self.security_protocol,
@@ -163,7 +177,12 @@ class KafkaSettings(_Section):
         for key in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "ssl_cafile"):
             if (value := getattr(self, key)) is not None:
                 config[key] = value
-        return config | self.client_options
+        return config
+
+    def client_config(self) -> dict[str, Any]:
+        """Options shared by every kafka-python client recx creates: the connection and
+        ``client_options``."""
+        return self.connection() | self.client_options
 
 
 class ChainSettings(_Section):
@@ -284,6 +303,13 @@ class WorkerSettings(_Section):
     produce_retry_backoff_ms: int = Field(200, ge=0, description="First produce-retry backoff")
     produce_retry_backoff_max_ms: int = Field(10_000, ge=0, description="Largest backoff")
     linger_ms: int = Field(5, ge=0, description="Producer linger.ms")
+    producer_client: ProducerClient = Field(
+        "auto",
+        description="The output producer: librdkafka (confluent-kafka: record batching and "
+        "network I/O in C, off the worker's GIL; at-least-once only), kafka-python, or auto "
+        "(librdkafka, kafka-python in exactly-once mode); `producer_options` are the chosen "
+        "client's",
+    )
     transaction_timeout_ms: int = Field(
         60_000, ge=1000, description="Exactly-once mode: Kafka transaction.timeout.ms"
     )
@@ -300,7 +326,9 @@ class WorkerSettings(_Section):
         default_factory=dict, description="Extra kafka-python consumer options"
     )
     producer_options: AnyMap = Field(
-        default_factory=dict, description="Extra kafka-python producer options"
+        default_factory=dict,
+        description="Extra producer options (kafka-python names; librdkafka properties with "
+        '`producer_client = "librdkafka"`)',
     )
 
 
@@ -365,6 +393,16 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+
+    @model_validator(mode="after")
+    def _producer_fits_delivery(self) -> Settings:
+        if self.kafka.exactly_once and self.worker.producer_client == "librdkafka":
+            raise ValueError(
+                "worker.producer_client = 'librdkafka' is at-least-once only: exactly-once "
+                "transactions need kafka-python's producer (kafka.exactly_once = true; "
+                "'auto' picks it)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

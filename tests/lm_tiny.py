@@ -95,3 +95,21 @@ def build_model(folder: Path, kind: str = "gpt2", seed: int = 0) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(str(folder))
     return folder
+
+
+def dot_model(folder: Path):
+    """A tiny Llama whose favourite token is "." at every step (a large constant component in
+    the residual stream that only "."'s output row rewards): without ``min_new_tokens`` it
+    writes "." and goes on; with a minimum of m it writes m other tokens, then the "." it
+    stops at. Returns ``(model, tokenizer, the id of ".")``."""
+    import torch
+
+    from recx_worker.lm.loading import load_causal_lm
+
+    model, tokenizer, _ = load_causal_lm(str(build_model(folder, "llama")))
+    dot = tokenizer.convert_tokens_to_ids(".")
+    with torch.no_grad():
+        weights = model.get_input_embeddings().weight  # tied with the output rows
+        weights[:, 0] = 50.0
+        weights[dot, 0] = 100.0
+    return model, tokenizer, dot

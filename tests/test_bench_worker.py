@@ -85,6 +85,15 @@ def test_share_of_ceiling_pairs_rows_of_the_same_worker_count() -> None:
     ]
     out = add_share_of_ceiling(rows)
     assert [r.get("share_of_ceiling") for r in out] == [0.8, None, 0.3, None, None]
+    # a librdkafka producer: its own ceiling, and kafka-python's beside it (same run)
+    rows = [
+        {"mode": "recx worker", "workers": 1, "events_per_s": 4500.0},
+        {"mode": "ceiling (consume+produce)", "workers": 1, "events_per_s": 6000.0},
+        {"mode": "ceiling (consume+produce, kafka-python)", "workers": 1, "events_per_s": 4000.0},
+    ]
+    (worker, *_) = add_share_of_ceiling(rows)
+    assert worker["share_of_ceiling"] == 0.75
+    assert worker["share_of_kafka_python_ceiling"] == 1.125
 
 
 def test_a_dead_letter_counts_as_its_events_outcome() -> None:

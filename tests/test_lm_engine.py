@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("ctranslate2")
 
-from lm_tiny import PROMPTS, build_model  # noqa: E402
+from lm_tiny import PROMPTS, build_model, dot_model  # noqa: E402
 
 from recx_worker.lm.ct2 import (  # noqa: E402
     CACHE_FORMAT,
@@ -158,13 +158,7 @@ def test_min_new_tokens_stops_at_the_first_sentence_end_on_both_engines(tmp_path
     in the residual stream that only "."'s output row rewards): without ``min_new_tokens`` it
     writes "." and goes on (only the end token stops it); with 3 it writes 3 other tokens,
     then the "." it stops at, and keeps it, on CTranslate2 and on torch alike."""
-    folder = build_model(tmp_path / "llama", "llama")
-    model, tokenizer, _ = load_causal_lm(str(folder))
-    dot = tokenizer.convert_tokens_to_ids(".")
-    with torch.no_grad():
-        weights = model.get_input_embeddings().weight  # tied with the output rows
-        weights[:, 0] = 50.0
-        weights[dot, 0] = 100.0
+    model, tokenizer, dot = dot_model(tmp_path / "llama")
     path = ensure_ct2_model(
         tmp_path / "cache", "dot", {"base": "dot"}, lambda: (model, tokenizer), "float32"
     )
@@ -334,8 +328,8 @@ def test_auto_engine_on_a_bf16_cpu_sends_small_calls_to_ct2_and_large_ones_to_bf
         split.small.model = RecordingModel(split.small.model)
         bf16_calls = []
         run = split.large._run
-        split.large._run = lambda prompts, bans=None: (
-            bf16_calls.append(len(prompts)) or run(prompts, bans)
+        split.large._run = lambda prompts, bans=None, minimums=None: (
+            bf16_calls.append(len(prompts)) or run(prompts, bans, minimums)
         )
         few = PROMPTS[:2]
         many = (PROMPTS * SPLIT_MIN_BATCH)[:SPLIT_MIN_BATCH]

@@ -2,7 +2,8 @@
 
 Three workers in one group on a 6-partition topic: every event explained, duplicates
 counted; with one worker SIGKILLed mid-run and restarted (at-least-once: duplicates bounded
-by the in-flight window; exactly-once: none for a read_committed reader).
+by the in-flight window; exactly-once: none for a read_committed reader). At-least-once runs
+the default producer (librdkafka) and, killed once, kafka-python's.
 Counts: RECX_TEST_EVENTS (default 1500; the issue's full run is 10000).
 """
 
@@ -51,14 +52,20 @@ def publish_steadily(bootstrap: str, topic: str, events: list, seconds: float) -
 
 @pytest.mark.parametrize(
     ("mode", "kill"),
-    [("at-least-once", False), ("at-least-once", True), ("exactly-once", True)],
+    [
+        ("at-least-once", False),
+        ("at-least-once", True),
+        ("exactly-once", True),
+        ("at-least-once+kafka-python", True),  # the default producer is librdkafka's
+    ],
 )
 def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode, kill) -> None:
     data, index = worker_data
     users, items = catalog(data)
-    topics = Topics.fresh(kafka_bootstrap, f"deliv-{mode}-{kill}", partitions=6)
+    topics = Topics.fresh(kafka_bootstrap, f"deliv-{mode.replace('+', '-')}-{kill}", partitions=6)
     events = make_events(EVENTS, users, items)
     exactly_once = mode == "exactly-once"
+    producer = "kafka-python" if mode.endswith("+kafka-python") else "auto"
     env = worker_env(
         kafka_bootstrap,
         topics,
@@ -68,6 +75,7 @@ def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode
         max_buffered=MAX_BUFFERED,
         transaction_timeout_ms=10_000,
         kafka__exactly_once=exactly_once,
+        producer_client=producer,
     )
     workers = [WorkerProcess(env, tmp_path / f"w{i}.log", f"w{i}").start() for i in range(WORKERS)]
     try:

@@ -208,8 +208,11 @@ class LoraExplainer(LMExplainer):
     def decoding_identity(self) -> dict[str, Any]:
         """Every option that changes the candidates this explainer decodes for a request (its
         prompt and its decoding), e.g. to key a cache of them; the weights are keyed apart."""
+        generation = self.generation.as_dict()
+        if self.minimums.share:  # a per-request mix (lm.lengths): the mean, not the floor
+            generation["min_new_tokens"] = self.minimums.mean
         return {
-            "generation": self.generation.as_dict(),
+            "generation": generation,
             "lead_feature": self.lead_feature,
             "shopper_liked": self.shopper_liked,
             "grounded_decoding": self.grounded_decoding,

@@ -10,8 +10,9 @@ For each worker count: fresh topics, then
 2. latency: events are published at a steady rate (``load`` x the measured throughput) and
    end-to-end latency = output appended by the broker (the output topic uses
    ``LogAppendTime``; the broker acknowledges right after) - event record timestamp.
-The ceiling runs the same two phases with the same kafka-python clients doing nothing but
-consume -> produce (acks=all) -> commit.
+The ceiling runs the same two phases with the same clients (kafka-python's consumer; the
+worker's producer, ``worker.producer_client``) doing nothing but consume -> produce
+(acks=all) -> commit.
 
 With ``--rates`` the workers start warm (no backlog) and each rate is a latency run at that
 absolute rate (events/s): end-to-end and in-worker latency (the chain's own ``latency_ms``),
@@ -37,10 +38,19 @@ from typing import Annotated, Any, NamedTuple
 
 import typer
 
+from recx_worker.config import PRODUCER_CLIENTS
 from recx_worker.devtools.benchio import percentile
 from recx_worker.signals import interrupt_on_sigterm
 
 MODES = ("worker", "ceiling")
+#: The extra ceiling run when the workers' producer is librdkafka: the issue's reference,
+#: kafka-python's consume+produce, beside the ceiling with the workers' own clients.
+KAFKA_PYTHON_CEILING = "ceiling-kafka-python"
+LABELS = {
+    "worker": "recx worker",
+    "ceiling": "ceiling (consume+produce)",
+    KAFKA_PYTHON_CEILING: "ceiling (consume+produce, kafka-python)",
+}
 #: Fewest events of one ``--rates`` latency run.
 MIN_RATE_EVENTS = 5
 
@@ -79,6 +89,10 @@ def bench_worker(
         int | None,
         typer.Option(min=0, help="worker.core_processes (default: settings)"),
     ] = None,
+    producer_client: Annotated[
+        str | None,
+        typer.Option(help="worker.producer_client of workers and ceiling (default: settings)"),
+    ] = None,
     ceiling: Annotated[bool, typer.Option(help="Also run the consume+produce ceiling")] = True,
     bootstrap: Annotated[
         str | None, typer.Option(help="Kafka to use (default: a temporary local broker)")
@@ -103,6 +117,11 @@ def bench_worker(
     except ValueError as exc:
         typer.secho(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if producer_client not in (None, *PRODUCER_CLIENTS):
+        typer.secho(
+            f"error: --producer-client must be one of {', '.join(PRODUCER_CLIENTS)}", err=True
+        )
+        raise typer.Exit(2)
     payloads = _events_from_data(Path(data), events)
     interrupt_on_sigterm()  # a terminated bench still stops its workers and broker
     broker = None
@@ -122,11 +141,16 @@ def bench_worker(
         "latency_seconds": latency_seconds,
         "latency_target_ms": latency_target_ms,
         "core_processes": core_processes,
+        "producer_client": producer_client or settings.worker.producer_client,
     }
+    modes = list(MODES if ceiling else MODES[:1])
+    producer = resolved_producer(options["producer_client"])
+    if ceiling and producer != "kafka-python":
+        modes.append(KAFKA_PYTHON_CEILING)
     rows: list[dict[str, Any]] = []
     try:
         for count in counts:
-            for mode in MODES if ceiling else MODES[:1]:
+            for mode in modes:
                 rows.extend(_run(mode, count, bootstrap, payloads, **options))
     finally:
         if broker is not None:
@@ -143,9 +167,18 @@ def bench_worker(
         rates=rate_list,
         latency_target_ms=latency_target_ms,
         core_processes=core_processes,
+        producer_client=producer,
         latency="output LogAppendTime - event record timestamp",
         in_worker_latency="the explanation event's latency_ms (the chain, for its micro-batch)",
     )
+
+
+def resolved_producer(choice: str) -> str:
+    """The producer the bench's workers and ceiling use for ``choice`` (at-least-once)."""
+    from recx_worker.config import Settings
+    from recx_worker.worker.clients import producer_client
+
+    return producer_client(Settings(worker={"producer_client": choice}))
 
 
 def parse_rates(text: str) -> list[float]:
@@ -195,16 +228,23 @@ def latency_stats(sent: dict[str, int], outputs: dict[str, Output]) -> dict[str,
 
 def add_share_of_ceiling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each worker throughput row gets ``share_of_ceiling``: its events/s over the ceiling's
-    with the same worker count (same run)."""
+    with the same clients and worker count (same run); with a librdkafka producer also
+    ``share_of_kafka_python_ceiling``, over kafka-python's ceiling."""
+    shares = {
+        LABELS["ceiling"]: "share_of_ceiling",
+        LABELS[KAFKA_PYTHON_CEILING]: "share_of_kafka_python_ceiling",
+    }
     ceilings = {
-        r["workers"]: r["events_per_s"]
+        (r["mode"], r["workers"]): r["events_per_s"]
         for r in rows
-        if r["mode"].startswith("ceiling") and r.get("events_per_s")
+        if r["mode"] in shares and r.get("events_per_s")
     }
     for row in rows:
-        top = ceilings.get(row["workers"])
-        if row["mode"] == "recx worker" and row.get("events_per_s") and top:
-            row["share_of_ceiling"] = round(row["events_per_s"] / top, 3)
+        if row["mode"] != LABELS["worker"] or not row.get("events_per_s"):
+            continue
+        for label, field in shares.items():
+            if top := ceilings.get((label, row["workers"])):
+                row[field] = round(row["events_per_s"] / top, 3)
     return rows
 
 
@@ -212,8 +252,7 @@ def add_share_of_ceiling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any) -> list[dict]:
     run = f"bench-{mode}-{count}-{uuid.uuid4().hex[:6]}"
     topics = _create_topics(bootstrap, run, kw["partitions"])
-    label = "recx worker" if mode == "worker" else "ceiling (consume+produce)"
-    base = {"mode": label, "workers": count}
+    base = {"mode": LABELS[mode], "workers": count}
     if kw["rates"] is None:  # a backlog of every event, drained by processes started after it
         _publish(bootstrap, topics["input"], payloads, rate=None)
     procs = [_start(mode, i, bootstrap, topics, run, kw) for i in range(count)]
@@ -412,6 +451,10 @@ def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) 
         worker["latency_target_ms"] = kw["latency_target_ms"]
     if kw.get("core_processes") is not None:
         worker["core_processes"] = kw["core_processes"]
+    if kw.get("producer_client") is not None:
+        worker["producer_client"] = kw["producer_client"]
+    if mode == KAFKA_PYTHON_CEILING:
+        worker["producer_client"] = "kafka-python"
     env = worker_env(
         bootstrap,
         topics,
@@ -574,9 +617,10 @@ def passthrough(pad: bytes = b"") -> None:
     appended to each output: ``devtools.kafka_cost`` sizes outputs like explanations)."""
     import signal
 
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaConsumer
 
     from recx_worker.config import Settings
+    from recx_worker.worker.clients import KafkaClients
 
     settings = Settings()
     kafka, cfg = settings.kafka, settings.worker
@@ -591,9 +635,7 @@ def passthrough(pad: bytes = b"") -> None:
         isolation_level="read_committed",
         max_poll_records=cfg.max_batch,
     )
-    producer = KafkaProducer(
-        **kafka.client_config(), acks="all", enable_idempotence=True, linger_ms=cfg.linger_ms
-    )
+    producer = KafkaClients(settings).producer()  # the worker's (worker.producer_client)
     while not stop["now"]:
         polled = consumer.poll(timeout_ms=100)
         if not polled:

@@ -154,7 +154,10 @@ def run_variant(
         data=data,
         index=index,
         explainers=["template"],
-        worker={"worker_id": "kc-0", "metrics_port": -1, "max_batch": 64} | settings,
+        # kafka-python's producer unless a variant says producer_client=librdkafka
+        worker={"worker_id": "kc-0", "metrics_port": -1, "max_batch": 64}
+        | {"producer_client": "kafka-python"}
+        | settings,
     )
     env |= {ENV_PAD: options.get("pad", "0"), ENV_BURN: options.get("burn", "0")}
     env[ENV_THREADS] = str(names_file)

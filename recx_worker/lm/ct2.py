@@ -215,10 +215,13 @@ class Ct2Generator:
         )["input_ids"]
         return [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self, minimum: int | None = None) -> dict[str, Any]:
+        """``generate_batch`` options; ``minimum``: this call's ``min_new_tokens`` (default:
+        the configured one)."""
         cfg = self.config
+        minimum = cfg.min_new_tokens if minimum is None else minimum
         # min_new_tokens holds back the first sentence's end, where the answer then stops
-        ends = sentence_end_ids(self.tokenizer) if cfg.min_new_tokens else None
+        ends = sentence_end_ids(self.tokenizer) if minimum else None
         options: dict[str, Any] = {
             "max_length": cfg.max_new_tokens,
             "include_prompt_in_result": False,
@@ -227,7 +230,7 @@ class Ct2Generator:
             "end_token": ends or self.tokenizer.eos_token,
             "return_end_token": ends is not None,  # keep the "." the answer stopped at
             "length_penalty": cfg.length_penalty,
-            "min_length": cfg.min_new_tokens,
+            "min_length": minimum,
         }
         if cfg.sampling:
             options |= {
@@ -243,7 +246,11 @@ class Ct2Generator:
         return [self.tokenizer.convert_ids_to_tokens(list(seq)) for seq in sequences]
 
     def _raw(
-        self, tokens: list[list[str]], suppress: Sequences, max_batch_size: int
+        self,
+        tokens: list[list[str]],
+        suppress: Sequences,
+        max_batch_size: int,
+        minimum: int | None = None,
     ) -> list[list[list[int]]]:
         if self.config.sampling:
             import ctranslate2
@@ -253,22 +260,28 @@ class Ct2Generator:
             tokens,
             max_batch_size=max_batch_size,
             suppress_sequences=self._as_tokens(suppress) or None,
-            **self._options(),
+            **self._options(minimum),
         )
         return [list(result.sequences_ids) for result in results]
 
     def _decode(self, groups: list[list[list[int]]]) -> list[list[str]]:
         return [self.tokenizer.batch_decode(g, skip_special_tokens=True) for g in groups]
 
-    def _run(self, tokens: list[list[str]], bans: Sequence[Sequences] | None) -> list[list[str]]:
-        """One batch: ``config.candidates`` continuations per token row."""
+    def _run(
+        self,
+        tokens: list[list[str]],
+        bans: Sequence[Sequences] | None,
+        minimum: int | None = None,
+    ) -> list[list[str]]:
+        """One batch: ``config.candidates`` continuations per token row, none ending before
+        ``minimum`` new tokens (default: the configured ``min_new_tokens``)."""
         if not bans or not any(bans):
-            return self._decode(self._raw(tokens, [], len(tokens)))
+            return self._decode(self._raw(tokens, [], len(tokens), minimum))
         groups: list[list[list[int]]] = [[] for _ in tokens]
         pending = list(range(len(tokens)))
         while pending:
             shared = set(bans[pending[0]]).intersection(*(set(bans[r]) for r in pending[1:]))
-            got = self._raw([tokens[r] for r in pending], sorted(shared), len(pending))
+            got = self._raw([tokens[r] for r in pending], sorted(shared), len(pending), minimum)
             retry = []
             for row, group in zip(pending, got, strict=True):
                 groups[row] = group
@@ -278,7 +291,7 @@ class Ct2Generator:
             self.ban_regenerations += len(retry)
             if len(retry) == len(pending):  # no progress together: each alone, full bans
                 for row in retry:
-                    groups[row] = self._raw([tokens[row]], bans[row], 1)[0]
+                    groups[row] = self._raw([tokens[row]], bans[row], 1, minimum)[0]
                 break
             pending = retry
         return self._decode(groups)
@@ -288,28 +301,37 @@ class Ct2Generator:
         prompts: Sequence[str],
         batch_size: int = 32,
         bans: Sequence[Sequences] | None = None,
+        minimums: Sequence[int] | None = None,
     ) -> list[str]:
         """Continuations of ``prompts`` (same order); see ``Generator.generate``."""
-        return [group[0] for group in self.generate_candidates(prompts, batch_size, bans)]
+        return [g[0] for g in self.generate_candidates(prompts, batch_size, bans, minimums)]
 
     def generate_candidates(
         self,
         prompts: Sequence[str],
         batch_size: int = 32,
         bans: Sequence[Sequences] | None = None,
+        minimums: Sequence[int] | None = None,
     ) -> list[list[str]]:
         """``config.candidates`` continuations per prompt, at most ``batch_size`` prompts per
         batch, each batch of prompts within ``max_spread`` tokens of each other (one length by
-        default)."""
+        default) and of one minimum (``minimums[i]``: prompt ``i``'s ``min_new_tokens``;
+        ``generate_batch`` takes one ``min_length``)."""
         if not prompts:
             return []
         tokens = self._tokens(prompts)
+
+        def run(chunk: list[int], chunk_bans: list[Sequences] | None) -> list[list[str]]:
+            minimum = minimums[chunk[0]] if minimums is not None else None
+            return self._run([tokens[i] for i in chunk], chunk_bans, minimum)
+
         return batch_by_length(
             [len(t) for t in tokens],
             batch_size,
             bans,
-            lambda chunk, b: self._run([tokens[i] for i in chunk], b),
+            run,
             max_spread=self.max_spread,
+            groups=minimums,
         )
 
     def generate_one_by_one(

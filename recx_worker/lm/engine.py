@@ -110,25 +110,39 @@ class SplitGenerator:
         return count if rest == 0 or rest >= self.min_batch else count - rest
 
     def _route(
-        self, method: str, prompts: Sequence[str], batch_size: int, bans: Sequence[Sequences] | None
+        self,
+        method: str,
+        prompts: Sequence[str],
+        batch_size: int,
+        bans: Sequence[Sequences] | None,
+        minimums: Sequence[int] | None,
     ) -> list[Any]:
         cut = self._cut(len(prompts), batch_size)
         out: list[Any] = []
         for engine, part in ((self.large, slice(0, cut)), (self.small, slice(cut, None))):
             if prompts[part]:
                 part_bans = bans[part] if bans is not None else None
-                out += getattr(engine, method)(prompts[part], batch_size, part_bans)
+                part_minimums = minimums[part] if minimums is not None else None
+                out += getattr(engine, method)(prompts[part], batch_size, part_bans, part_minimums)
         return out
 
     def generate(
-        self, prompts: Sequence[str], batch_size: int = 32, bans: Sequence[Sequences] | None = None
+        self,
+        prompts: Sequence[str],
+        batch_size: int = 32,
+        bans: Sequence[Sequences] | None = None,
+        minimums: Sequence[int] | None = None,
     ) -> list[str]:
-        return self._route("generate", prompts, batch_size, bans)
+        return self._route("generate", prompts, batch_size, bans, minimums)
 
     def generate_candidates(
-        self, prompts: Sequence[str], batch_size: int = 32, bans: Sequence[Sequences] | None = None
+        self,
+        prompts: Sequence[str],
+        batch_size: int = 32,
+        bans: Sequence[Sequences] | None = None,
+        minimums: Sequence[int] | None = None,
     ) -> list[list[str]]:
-        return self._route("generate_candidates", prompts, batch_size, bans)
+        return self._route("generate_candidates", prompts, batch_size, bans, minimums)
 
     def generate_one_by_one(
         self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None

@@ -31,6 +31,7 @@ from recx_worker.lm.device import DeviceChoice, select_device
 from recx_worker.lm.engine import SPLIT, SplitGenerator, resolve_engine
 from recx_worker.lm.generation import GenerationConfig, Generator
 from recx_worker.lm.grounding import FeatureBans, Sequences
+from recx_worker.lm.lengths import MinimumMix, request_key
 from recx_worker.lm.selection import consensus_index
 
 #: What ``warm_up`` generates from once (any short text: only the engine's first call matters).
@@ -62,7 +63,7 @@ class LMExplainer(BaseExplainer):
         temperature: float = 1.0,
         repetition_penalty: float | None = None,
         length_penalty: float = 1.0,
-        min_new_tokens: int = 0,
+        min_new_tokens: float = 0,
         seed: int = 0,
         candidates: int = 1,
         threads: int | None = None,
@@ -84,6 +85,10 @@ class LMExplainer(BaseExplainer):
         self.cpu_bf16 = self.cpu_bf16_default if cpu_bf16 is None else cpu_bf16
         self.grounded_decoding = grounded_decoding
         self._feature_bans: FeatureBans | None = None
+        # a fractional minimum is a stable per-request mix of the two nearest (lm.lengths)
+        self.minimums = MinimumMix(min_new_tokens)
+        if self.minimums.high >= max_new_tokens:
+            raise ValueError("min_new_tokens must be >= 0 and below max_new_tokens")
         self.generation = GenerationConfig(
             max_new_tokens=max_new_tokens,
             num_beams=num_beams,
@@ -92,7 +97,7 @@ class LMExplainer(BaseExplainer):
             temperature=temperature,
             repetition_penalty=repetition_penalty,
             length_penalty=length_penalty,
-            min_new_tokens=min_new_tokens,
+            min_new_tokens=self.minimums.low,
             seed=seed,
             candidates=candidates,
         )
@@ -177,12 +182,24 @@ class LMExplainer(BaseExplainer):
         return [self._feature_bans.banned(r.evidence.allowed_features()) for r in requests]
 
     def raw_generate(
-        self, prompts: list[str], bans: list[Sequences] | None = None
+        self,
+        prompts: list[str],
+        bans: list[Sequences] | None = None,
+        minimums: list[int] | None = None,
     ) -> list[list[str]]:
-        """``candidates`` raw continuations per prompt."""
+        """``candidates`` raw continuations per prompt; ``minimums[i]``: prompt ``i``'s
+        ``min_new_tokens`` (default: the configured one for all)."""
         self.warm_up()
         assert self.generator is not None
-        return self.generator.generate_candidates(prompts, batch_size=self.batch_size, bans=bans)
+        return self.generator.generate_candidates(
+            prompts, batch_size=self.batch_size, bans=bans, minimums=minimums
+        )
+
+    def request_minimums(self, requests: list[ExplainRequest]) -> list[int] | None:
+        """Per request, its ``min_new_tokens`` when the option is fractional (else None)."""
+        if not self.minimums.share:
+            return None
+        return [self.minimums.minimum(request_key(r.user_id, r.item_id)) for r in requests]
 
     def candidate_texts(
         self, requests: list[ExplainRequest]
@@ -191,7 +208,7 @@ class LMExplainer(BaseExplainer):
         left out) and the first refusal."""
         self.warm_up()
         prompts = self.render_prompts(requests)
-        groups = self.raw_generate(prompts, self.bans(requests))
+        groups = self.raw_generate(prompts, self.bans(requests), self.request_minimums(requests))
         prefixes = self.answer_prefixes(requests)
         out: list[tuple[list[str], CleaningError | None]] = []
         for request, prompt, prefix, raws in zip(requests, prompts, prefixes, groups, strict=True):

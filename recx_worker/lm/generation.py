@@ -150,12 +150,36 @@ class NucleusSampler:
         return chosen.scatter_(-1, tokens, 0.0)
 
 
+class RowMinimum:
+    """A ``transformers`` logits processor holding back the end tokens per row: prompt ``i``
+    (``rows_per_prompt`` consecutive rows) may not stop before ``minimums[i]`` new tokens, so
+    one call serves requests of different minimums (``min_new_tokens`` is one for a call)."""
+
+    def __init__(
+        self, minimums: Sequence[int], prompt_length: int, end_ids: list[int], rows_per_prompt: int
+    ) -> None:
+        self.minimums = [m for m in minimums for _ in range(rows_per_prompt)]
+        self.prompt_length = prompt_length
+        self.end_ids = end_ids
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        produced = input_ids.shape[1] - self.prompt_length
+        rows = [row for row, minimum in enumerate(self.minimums) if produced < minimum]
+        if rows:
+            ends = torch.tensor([i for i in self.end_ids if i < scores.shape[1]])
+            scores[torch.tensor(rows)[:, None], ends[None, :]] = float("-inf")
+        return scores
+
+
 def batch_by_length(
     lengths: Sequence[int],
     batch_size: int,
     bans: Sequence[Sequences] | None,
     run: Callable[[list[int], list[Sequences] | None], list[list[str]]],
     max_spread: int | None = None,
+    groups: Sequence[int] | None = None,
 ) -> list[list[str]]:
     """Run ``run(indices, their bans)`` on batches of at most ``batch_size`` prompts of similar
     length (shortest first, so little padding), and return its outputs in prompt order. The one
@@ -164,15 +188,18 @@ def batch_by_length(
     ``max_spread``: a batch also ends where a prompt is more than this many tokens longer than
     the batch's shortest (``0``: prompts of one length only). CTranslate2 forwards only the
     shortest prompt's length at once and the rest token by token, beams included, so a spread
-    batch is slow there (docs/engine.md)."""
+    batch is slow there (docs/engine.md). ``groups``: a batch holds prompts of one group only
+    (an engine that takes one setting per call, e.g. CTranslate2's ``min_length``)."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    group = groups if groups is not None else [0] * len(lengths)
+    order = sorted(range(len(lengths)), key=lambda i: (group[i], lengths[i]))
     chunks: list[list[int]] = []
     for index in order:
         if (
             not chunks
             or len(chunks[-1]) == batch_size
+            or group[index] != group[chunks[-1][0]]
             or (max_spread is not None and lengths[index] - lengths[chunks[-1][0]] > max_spread)
         ):
             chunks.append([])
@@ -205,6 +232,10 @@ class Generator:
             return sentence_end_ids(self.tokenizer)
         return self.tokenizer.eos_token_id
 
+    def _mixed(self, minimums: Sequence[int] | None) -> bool:
+        """Whether ``minimums`` (per prompt) differ from the configured ``min_new_tokens``."""
+        return minimums is not None and set(minimums) != {self.config.min_new_tokens}
+
     @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
@@ -232,14 +263,26 @@ class Generator:
         ).to(self.device)
 
     def _run(
-        self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None
+        self,
+        prompts: Sequence[str],
+        bans: Sequence[Sequences] | None = None,
+        minimums: Sequence[int] | None = None,
     ) -> list[list[str]]:
-        """``config.candidates`` continuations per prompt (best first for beam search)."""
+        """``config.candidates`` continuations per prompt (best first for beam search);
+        ``minimums``: per prompt, its ``min_new_tokens`` (default: the configured one)."""
         import torch
         from transformers import LogitsProcessorList
 
         batch = self._encode(prompts)
         processors = LogitsProcessorList()
+        kwargs = self.config.generate_kwargs()
+        end_ids = self.end_ids
+        if minimums is not None and self._mixed(minimums):
+            kwargs.pop("min_new_tokens", None)
+            end_ids = sentence_end_ids(self.tokenizer)
+            rows = self.config.rows_per_prompt
+            prompt_length = batch["input_ids"].shape[1]
+            processors.append(RowMinimum(minimums, prompt_length, end_ids, rows))
         if bans is not None and any(bans):
             processors.append(BanProcessor(bans, rows_per_prompt=self.config.rows_per_prompt))
         if self.config.samples_by_processor:
@@ -249,10 +292,10 @@ class Generator:
         with torch.inference_mode():
             output = self.model.generate(
                 **batch,
-                **self.config.generate_kwargs(),
+                **kwargs,
                 logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.end_ids,
+                eos_token_id=end_ids,
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -264,30 +307,37 @@ class Generator:
         prompts: Sequence[str],
         batch_size: int = 32,
         bans: Sequence[Sequences] | None = None,
+        minimums: Sequence[int] | None = None,
     ) -> list[str]:
         """Continuations of ``prompts`` (same order), ``batch_size`` prompts per forward pass.
 
         Prompts are grouped by token length so little padding is needed. ``bans[i]``: token
-        sequences prompt ``i`` may not generate (see ``recx_worker.lm.grounding``). With
+        sequences prompt ``i`` may not generate (see ``recx_worker.lm.grounding``);
+        ``minimums[i]``: its ``min_new_tokens`` (default: the configured one). With
         ``config.candidates`` > 1 this is the first candidate of each prompt.
         """
-        return [group[0] for group in self.generate_candidates(prompts, batch_size, bans)]
+        return [g[0] for g in self.generate_candidates(prompts, batch_size, bans, minimums)]
 
     def generate_candidates(
         self,
         prompts: Sequence[str],
         batch_size: int = 32,
         bans: Sequence[Sequences] | None = None,
+        minimums: Sequence[int] | None = None,
     ) -> list[list[str]]:
-        """``config.candidates`` continuations per prompt; see ``generate``."""
+        """``config.candidates`` continuations per prompt; see ``generate`` (different
+        minimums share a batch: ``RowMinimum``)."""
         if not prompts:
             return []
         lengths = [
             len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         ]
-        return batch_by_length(
-            lengths, batch_size, bans, lambda chunk, b: self._run([prompts[i] for i in chunk], b)
-        )
+
+        def run(chunk: list[int], chunk_bans: list[Sequences] | None) -> list[list[str]]:
+            chunk_minimums = [minimums[i] for i in chunk] if minimums is not None else None
+            return self._run([prompts[i] for i in chunk], chunk_bans, chunk_minimums)
+
+        return batch_by_length(lengths, batch_size, bans, run)
 
     def generate_one_by_one(
         self, prompts: Sequence[str], bans: Sequence[Sequences] | None = None

@@ -90,6 +90,12 @@ def worker(
             f"prepared data {settings.paths.data_dir} not found; run `recx data prepare` "
             "or set RECX_PATHS__DATA_DIR"
         )
+    from recx_worker.worker.clients import KafkaClients
+
+    try:
+        KafkaClients(settings).check_producer()
+    except ValueError as exc:
+        _fail(str(exc))
     import faulthandler
     import signal
 

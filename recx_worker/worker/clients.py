@@ -69,6 +69,15 @@ def group_instance_id(settings: Settings) -> str | None:
     return f"recx-{settings.worker.worker_id}" if settings.worker.static_membership else None
 
 
+def producer_client(settings: Settings) -> str:
+    """The output producer ``worker.producer_client`` names; ``auto``: librdkafka, and
+    kafka-python for exactly-once (its transactions take the consumer's group metadata)."""
+    choice = settings.worker.producer_client
+    if choice == "auto":
+        return "kafka-python" if settings.kafka.exactly_once else "librdkafka"
+    return choice
+
+
 class KafkaClients:
     """Creates the consumer and producer one ``recx worker`` uses (kafka-python)."""
 
@@ -100,15 +109,17 @@ class KafkaClients:
         return config | cfg.consumer_options
 
     def producer(self) -> Any:
+        """The output producer (``worker.producer_client``): idempotent, ``acks=all``."""
+        kafka, cfg = self.settings.kafka, self.settings.worker
+        if producer_client(self.settings) == "librdkafka":
+            from recx_worker.worker.rdkafka import RdKafkaProducer
+
+            return RdKafkaProducer(**self._rdkafka_options())
         from kafka import KafkaProducer
 
-        kafka, cfg = self.settings.kafka, self.settings.worker
         options: dict[str, Any] = {
             **kafka.client_config(),
-            "client_id": f"recx-{cfg.worker_id}",
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": cfg.linger_ms,
+            **self._producer_basics(),
             **cfg.producer_options,
         }
         if kafka.exactly_once:
@@ -118,6 +129,31 @@ class KafkaClients:
         if kafka.exactly_once:
             producer.init_transactions()  # fences a previous instance with the same id
         return producer
+
+    def check_producer(self) -> None:
+        """Raise ``ValueError`` now for producer options the chosen client cannot take (a
+        kafka-python name for librdkafka), instead of after the worker warmed up."""
+        if producer_client(self.settings) == "librdkafka":
+            from recx_worker.worker.rdkafka import rdkafka_config
+
+            rdkafka_config(self._rdkafka_options())
+
+    def _producer_basics(self) -> dict[str, Any]:
+        cfg = self.settings.worker
+        return {
+            "client_id": f"recx-{cfg.worker_id}",
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": cfg.linger_ms,
+        }
+
+    def _rdkafka_options(self) -> dict[str, Any]:
+        """librdkafka gets the connection, not ``kafka.client_options`` (kafka-python's)."""
+        return {
+            **self.settings.kafka.connection(),
+            **self._producer_basics(),
+            **self.settings.worker.producer_options,
+        }
 
     def leave_group(self, timeout_s: float) -> None:
         """After ``consumer.close()``: a static member leaves by instance id (dynamic members
