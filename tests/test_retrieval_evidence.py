@@ -58,6 +58,15 @@ def test_known_user_uses_train_history(store: EvidenceStore) -> None:
     assert ev.item_features == profile.feature_names(8)
     assert ev.item_snippet in profile.snippets
     assert set(ev.user_features) <= set(profile.feature_names())
+    # the store builds evidence without validating it: it must still be what validation
+    # gives, and an explainer that edits its evidence must not change the store's
+    assert Evidence.model_validate(ev.model_dump()) == ev
+    ev.item_features.append("edited")
+    for item in ev.supporting_items:
+        item.features.append("edited")
+    again = store.evidence(user, target, k=2)
+    assert "edited" not in again.item_features
+    assert all("edited" not in item.features for item in again.supporting_items)
 
 
 def test_most_similar_history_item_first(store: EvidenceStore) -> None:

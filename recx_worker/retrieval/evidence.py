@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recx_worker.events import Evidence, HistoryEntry
+from recx_worker.events import Evidence, HistoryEntry, SupportingItem
 from recx_worker.features import Lexicon
 from recx_worker.prepared import PreparedData
 from recx_worker.retrieval.index import ItemIndex, build_item_index, data_checksum
@@ -119,7 +119,7 @@ class EvidenceStore:
         if row is None or item_id not in self._item_features:
             raise UnknownItemError(item_id)
         ids, rows, ratings = self._history(user_id, history)
-        supporting: list[dict[str, object]] = []
+        supporting: list[SupportingItem] = []
         if len(ids) and k > 0:
             keep = rows != row  # never the recommended item itself
             if exclude_items:
@@ -128,24 +128,23 @@ class EvidenceStore:
             sims = self._vectors[rows[picked]] @ self._vectors[row]
             order = np.argsort(-sims, kind="stable")[:k]
             supporting = [
-                {
-                    "item_id": ids[picked[j]],
-                    "similarity": round(float(sims[j]), 4),
-                    "rating": ratings[picked[j]],
-                    "features": self._support_features[ids[picked[j]]],
-                }
+                SupportingItem.model_construct(
+                    item_id=ids[picked[j]],
+                    similarity=round(float(sims[j]), 4),
+                    rating=ratings[picked[j]],
+                    features=list(self._support_features[ids[picked[j]]]),
+                )
                 for j in order.tolist()
             ]
         has = self._item_feature_sets[item_id]
         user_features = [f for f in self._user_features.get(user_id, ()) if f in has]
-        # one validation call for the whole evidence (nested items as plain dicts)
-        return Evidence.model_validate(
-            {
-                "supporting_items": supporting,
-                "item_features": self._item_features[item_id],
-                "item_snippet": self._snippets[item_id],
-                "user_features": user_features[:USER_FEATURES],
-            }
+        # built, not validated: every value comes from the prepared data the store checked
+        # when it opened, in the types the model declares (lists copied: never shared)
+        return Evidence.model_construct(
+            supporting_items=supporting,
+            item_features=list(self._item_features[item_id]),
+            item_snippet=self._snippets[item_id],
+            user_features=user_features[:USER_FEATURES],
         )
 
     def neighbours(self, item_id: str, k: int = 5) -> list[tuple[str, float]]:
