@@ -304,11 +304,11 @@ class WorkerSettings(_Section):
     produce_retry_backoff_max_ms: int = Field(10_000, ge=0, description="Largest backoff")
     linger_ms: int = Field(5, ge=0, description="Producer linger.ms")
     producer_client: ProducerClient = Field(
-        "auto",
-        description="The output producer: librdkafka (confluent-kafka: record batching and "
-        "network I/O in C, off the worker's GIL; at-least-once only), kafka-python, or auto "
-        "(librdkafka, kafka-python in exactly-once mode); `producer_options` are the chosen "
-        "client's",
+        "kafka-python",
+        description="The output producer: kafka-python, librdkafka (confluent-kafka: record "
+        "batching and network I/O in C, off the worker's GIL; at-least-once only; a broker "
+        "failover can duplicate an output), or auto (librdkafka, kafka-python in exactly-once "
+        "mode); `producer_options` are the chosen client's",
     )
     transaction_timeout_ms: int = Field(
         60_000, ge=1000, description="Exactly-once mode: Kafka transaction.timeout.ms"

@@ -106,28 +106,32 @@ def test_options_are_translated_or_refused() -> None:
 
 
 def test_auto_picks_librdkafka_except_for_exactly_once(monkeypatch) -> None:
+    """The default stays kafka-python's producer (see tests/test_cluster_worker.py for why)."""
     monkeypatch.delenv("RECX_CONFIG", raising=False)
     with pytest.raises(BadSetting, match="at-least-once only"):
         load_settings(kafka={"exactly_once": True}, worker={"producer_client": "librdkafka"})
     with pytest.raises(BadSetting, match="producer_client"):
         load_settings(worker={"producer_client": "rdkafka"})
+    assert producer_client(load_settings()) == "kafka-python"  # the default
     for exactly_once, picked in ((False, "librdkafka"), (True, "kafka-python")):
-        settings = load_settings(kafka={"exactly_once": exactly_once})  # auto, the default
-        assert settings.worker.producer_client == "auto"
+        settings = load_settings(
+            kafka={"exactly_once": exactly_once}, worker={"producer_client": "auto"}
+        )
         assert producer_client(settings) == picked
 
 
 def test_recx_worker_refuses_a_kafka_python_producer_option_before_starting(
     tmp_path, monkeypatch
 ) -> None:
-    """The default producer is librdkafka's: a kafka-python producer option fails at once
-    (exit 2, naming the option and the fix), not after the explainers warmed up."""
+    """With the librdkafka producer a kafka-python producer option fails at once (exit 2,
+    naming the option and the fix), not after the explainers warmed up."""
     from typer.testing import CliRunner
 
     from recx_worker.cli import app
 
     monkeypatch.delenv("RECX_CONFIG", raising=False)
     monkeypatch.setenv("RECX_PATHS__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RECX_WORKER__PRODUCER_CLIENT", "librdkafka")
     monkeypatch.setenv("RECX_WORKER__PRODUCER_OPTIONS", '{"send_buffer_bytes": 1048576}')
     result = CliRunner().invoke(app, ["worker", "--metrics-port", "-1"])
     said = " ".join(result.output.split())

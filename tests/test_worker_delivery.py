@@ -3,7 +3,7 @@
 Three workers in one group on a 6-partition topic: every event explained, duplicates
 counted; with one worker SIGKILLed mid-run and restarted (at-least-once: duplicates bounded
 by the in-flight window; exactly-once: none for a read_committed reader). At-least-once runs
-the default producer (librdkafka) and, killed once, kafka-python's.
+the default producer (kafka-python's) and, killed once, librdkafka's.
 Counts: RECX_TEST_EVENTS (default 1500; the issue's full run is 10000).
 """
 
@@ -56,7 +56,7 @@ def publish_steadily(bootstrap: str, topic: str, events: list, seconds: float) -
         ("at-least-once", False),
         ("at-least-once", True),
         ("exactly-once", True),
-        ("at-least-once+kafka-python", True),  # the default producer is librdkafka's
+        ("at-least-once+librdkafka", True),  # worker.producer_client = "librdkafka"
     ],
 )
 def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode, kill) -> None:
@@ -65,7 +65,7 @@ def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode
     topics = Topics.fresh(kafka_bootstrap, f"deliv-{mode.replace('+', '-')}-{kill}", partitions=6)
     events = make_events(EVENTS, users, items)
     exactly_once = mode == "exactly-once"
-    producer = "kafka-python" if mode.endswith("+kafka-python") else "auto"
+    producer = "librdkafka" if mode.endswith("+librdkafka") else "kafka-python"
     env = worker_env(
         kafka_bootstrap,
         topics,

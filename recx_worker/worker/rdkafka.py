@@ -1,4 +1,4 @@
-"""The worker's producer on librdkafka (``worker.producer_client = "librdkafka"``).
+"""The worker's producer on librdkafka (``worker.producer_client = "librdkafka"``, opt-in).
 
 kafka-python's producer builds record batches and talks to the broker in Python: with
 explanation-sized outputs it is the largest part of the worker process's CPU (docs/results.md,
