@@ -306,9 +306,9 @@ class WorkerSettings(_Section):
     producer_client: ProducerClient = Field(
         "kafka-python",
         description="The output producer: kafka-python, librdkafka (confluent-kafka: record "
-        "batching and network I/O in C, off the worker's GIL; at-least-once only; a broker "
-        "failover can duplicate an output), or auto (librdkafka, kafka-python in exactly-once "
-        "mode); `producer_options` are the chosen client's",
+        "batching and network I/O in C, off the worker's GIL; at-least-once only), or auto "
+        "(librdkafka, kafka-python in exactly-once mode); `producer_options` are the chosen "
+        "client's",
     )
     transaction_timeout_ms: int = Field(
         60_000, ge=1000, description="Exactly-once mode: Kafka transaction.timeout.ms"

@@ -344,9 +344,10 @@ def test_leader_of_input_and_output_killed_and_restarted_under_load(
 ) -> None:
     """``leader``: the victim leads every partition of the three topics; the group's
     coordinator is another broker. ``leader+coordinator``: it is the coordinator too.
-    ``producer``: the workers' ``producer_client``. kafka-python's idempotent retries never
-    published a second copy here; librdkafka's did once in three runs (1 of 2,000, nothing
-    read again, nothing re-sent by the worker), so for it only the bound is asserted."""
+    ``producer``: the workers' ``producer_client``; the sharp "no duplicate unless something
+    was read again or re-sent" is asserted for the default (kafka-python's), the bound for
+    both. Revocations count from the first publish on: a rebalance right after the workers
+    looked balanced (kafka-python redoing a join it lost) redelivers a few early events."""
     data, index = worker_data
     users, items = catalog(data)
     group = f"leaderloss-{uuid.uuid4().hex[:6]}-group"
@@ -378,6 +379,7 @@ def test_leader_of_input_and_output_killed_and_restarted_under_load(
     publisher = SteadyPublisher(kafka_cluster.bootstrap, topics.input, events, RATE)
     try:
         wait_for(lambda: _balanced(workers), 120, "both workers with their partitions")
+        publishing_from = time.time()
         publisher.start()
         wait_for(lambda: len(publisher.acked) >= EVENTS * 0.3, 120, "a steady flow", 0.1)
         committed_before = committed_offsets(kafka_cluster.bootstrap, group)
@@ -398,7 +400,9 @@ def test_leader_of_input_and_output_killed_and_restarted_under_load(
         wait_for(all_answered, 180, "an answer for every acknowledged event", interval_s=2)
         answers = Answers.read(kafka_cluster.bootstrap, topics)
         assert [w.alive() for w in workers] == [True] * WORKERS, "a worker died"
-        named = _after([e for w in workers for e in w.log_events()], killed_at)
+        logged = [e for w in workers for e in w.log_events()]
+        named = _after(logged, killed_at)
+        whole = _after(logged, publishing_from)
     finally:
         stop_all(workers)
 
@@ -415,14 +419,15 @@ def test_leader_of_input_and_output_killed_and_restarted_under_load(
         f"duplicates={answers.duplicates()} (bound {bound})\n{stall.report()}\n"
         f"  worker logs after the kill: produce_failed={named['produce_failed']}, "
         f"produce_slow={named['produce_slow']}, commit_failed={named['commit_failed']}, "
-        f"partitions_revoked={named['partitions_revoked']}"
+        f"partitions_revoked={named['partitions_revoked']} "
+        f"(since the first publish: {whole['partitions_revoked']})"
     )
     assert not publisher.failed, f"publishing failed: {publisher.failed[:3]}"
     assert len(publisher.acked) == EVENTS
     assert not named["worker_fatal"]
     assert stall.first_output_s < float("inf"), "no output after the kill"
     assert answers.duplicates() <= bound
-    resent = named["partitions_revoked"] or named["produce_failed"] or named["batch_not_delivered"]
+    resent = whole["partitions_revoked"] or whole["produce_failed"] or whole["batch_not_delivered"]
     if producer == "kafka-python" and not resent:
         # nothing was read again nor sent twice: the idempotent producer's retries, and the
         # worker's waits for them, must not have published a second copy

@@ -106,7 +106,7 @@ def test_options_are_translated_or_refused() -> None:
 
 
 def test_auto_picks_librdkafka_except_for_exactly_once(monkeypatch) -> None:
-    """The default stays kafka-python's producer (see tests/test_cluster_worker.py for why)."""
+    """The default stays kafka-python's producer (librdkafka's is opt-in)."""
     monkeypatch.delenv("RECX_CONFIG", raising=False)
     with pytest.raises(BadSetting, match="at-least-once only"):
         load_settings(kafka={"exactly_once": True}, worker={"producer_client": "librdkafka"})
