@@ -158,9 +158,11 @@ class RowMinimum:
     def __init__(
         self, minimums: Sequence[int], prompt_length: int, end_ids: list[int], rows_per_prompt: int
     ) -> None:
+        import torch
+
         self.minimums = [m for m in minimums for _ in range(rows_per_prompt)]
         self.prompt_length = prompt_length
-        self.end_ids = end_ids
+        self.ends = torch.tensor(end_ids)[None, :]  # once per call, not per step
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -168,8 +170,7 @@ class RowMinimum:
         produced = input_ids.shape[1] - self.prompt_length
         rows = [row for row, minimum in enumerate(self.minimums) if produced < minimum]
         if rows:
-            ends = torch.tensor([i for i in self.end_ids if i < scores.shape[1]])
-            scores[torch.tensor(rows)[:, None], ends[None, :]] = float("-inf")
+            scores[torch.tensor(rows)[:, None], self.ends] = float("-inf")
         return scores
 
 
@@ -277,7 +278,7 @@ class Generator:
         processors = LogitsProcessorList()
         kwargs = self.config.generate_kwargs()
         end_ids = self.end_ids
-        if minimums is not None and self._mixed(minimums):
+        if self._mixed(minimums):
             kwargs.pop("min_new_tokens", None)
             end_ids = sentence_end_ids(self.tokenizer)
             rows = self.config.rows_per_prompt

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 
 #: Hash buckets a request's key falls into (the share is resolved to 1 / BUCKETS).
 BUCKETS = 10_000
@@ -45,13 +44,6 @@ class MinimumMix:
         if not self.share:
             return self.low
         return self.low + (self.bucket(key) < self.share)
-
-    def groups(self, keys: Sequence[str]) -> dict[int, list[int]]:
-        """Indices of ``keys`` by their minimum (ascending minimum, input order within)."""
-        out: dict[int, list[int]] = {}
-        for index, key in enumerate(keys):
-            out.setdefault(self.minimum(key), []).append(index)
-        return dict(sorted(out.items()))
 
 
 def request_key(user_id: str, item_id: str) -> str:

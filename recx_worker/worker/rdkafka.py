@@ -16,7 +16,6 @@ thread of ours is needed.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -108,7 +107,6 @@ class RdKafkaProducer:
         # librdkafka's own log lines (connection failures, retries) go through Python logging,
         # so they come out in the worker's log format instead of raw on stderr
         self._producer = Producer(rdkafka_config(options), logger=log)
-        self._lock = threading.Lock()  # poll from one thread at a time
 
     def send(
         self,
@@ -130,11 +128,8 @@ class RdKafkaProducer:
                 raise _kafka_error(exc.args[0] if exc.args else exc) from exc
 
     def poll(self, timeout: float) -> None:
-        if self._lock.acquire(timeout=timeout):
-            try:
-                self._producer.poll(timeout)
-            finally:
-                self._lock.release()
+        """Serve delivery reports (and log lines) for up to ``timeout`` seconds."""
+        self._producer.poll(timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         left = self._producer.flush(-1 if timeout is None else timeout)
