@@ -304,11 +304,11 @@ class WorkerSettings(_Section):
     produce_retry_backoff_max_ms: int = Field(10_000, ge=0, description="Largest backoff")
     linger_ms: int = Field(5, ge=0, description="Producer linger.ms")
     producer_client: ProducerClient = Field(
-        "kafka-python",
-        description="The output producer: kafka-python, librdkafka (confluent-kafka: record "
-        "batching and network I/O in C, off the worker's GIL; at-least-once only), or auto "
-        "(librdkafka, kafka-python in exactly-once mode); `producer_options` are the chosen "
-        "client's",
+        "auto",
+        description="The output producer: auto (the default: librdkafka, kafka-python in "
+        "exactly-once mode), librdkafka (confluent-kafka: record batching and network I/O in "
+        "C, off the worker's GIL; at-least-once only) or kafka-python; `producer_options` are "
+        "the chosen client's",
     )
     transaction_timeout_ms: int = Field(
         60_000, ge=1000, description="Exactly-once mode: Kafka transaction.timeout.ms"
@@ -327,8 +327,9 @@ class WorkerSettings(_Section):
     )
     producer_options: AnyMap = Field(
         default_factory=dict,
-        description="Extra producer options (kafka-python names; librdkafka properties with "
-        '`producer_client = "librdkafka"`)',
+        description="Extra producer options of the chosen producer_client: librdkafka "
+        "properties (at-least-once, the default) or kafka-python names (exactly-once, or "
+        '`producer_client = "kafka-python"`)',
     )
 
 

@@ -77,6 +77,7 @@ def warm_up() -> None:
     nouns("The tuner display is bright.")
     zipf("tuner")
     noun_lemma("strings")
+    number_forms("string")  # lemminflect's inflection table (a quarter second to load)
 
 
 def tag(texts: Iterable[str], batch_size: int = 256) -> Iterator[Tagged]:

@@ -10,8 +10,9 @@ share of negative explanations in ``recx eval`` and the filter of training targe
 
 from __future__ import annotations
 
+import string
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from recx_worker.config import Settings
@@ -36,6 +37,51 @@ def compound(text: str) -> float:
     return float(_analyzer().polarity_scores(text)["compound"])
 
 
+class _NegativeCues(NamedTuple):
+    words: frozenset[str]
+    phrases: tuple[str, ...]
+
+
+@cache
+def _negative_cues() -> _NegativeCues:
+    """What can make VADER's sum of valences negative: lexicon words rated 0 or below,
+    negations (and "least"), dampeners ("barely", "kind of") and the idioms it rates 0 or
+    below ("yeah right"). Every other rule keeps a valence's sign (boosters, "but", capitals,
+    punctuation), so a text without any of these scores >= 0."""
+    from vaderSentiment import vaderSentiment as vader
+
+    single: set[str] = {w for w, v in _analyzer().lexicon.items() if v <= 0}
+    single.update(vader.NEGATE)
+    single.add("least")
+    dampeners = [p for p, scalar in vader.BOOSTER_DICT.items() if scalar < 0]
+    idioms = [p for p, value in vader.SPECIAL_CASES.items() if value <= 0]
+    phrases = [p for p in (*dampeners, *idioms) if " " in p]
+    single.update(p for p in (*dampeners, *idioms) if " " not in p)
+    return _NegativeCues(frozenset(single), tuple(f" {p} " for p in phrases))
+
+
+def may_be_negative(text: str) -> bool:
+    """False only when VADER's compound score of ``text`` is certainly >= 0 (no word or
+    phrase that can score below 0; :func:`_negative_cues`), so the score need not be
+    computed: most explanations. Text with non-ASCII characters (emoji, which VADER reads
+    as words) is always scored."""
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    if "n't" in lowered:
+        return True
+    cues = _negative_cues()
+    tokens = []
+    for token in lowered.split():  # VADER's tokens: punctuation stripped unless <= 2 left
+        stripped = token.strip(string.punctuation)
+        token = stripped if len(stripped) > 2 else token
+        if token in cues.words:
+            return True
+        tokens.append(token)
+    joined = f" {' '.join(tokens)} "
+    return any(phrase in joined for phrase in cues.phrases)
+
+
 def is_opinion_word(word: str) -> bool:
     """Whether VADER's lexicon (7,500 general-English words and emoticons rated by people)
     gives ``word`` a sentiment: "great", "solid", "cheap"; not "long", "other", "heavy"."""
@@ -44,7 +90,9 @@ def is_opinion_word(word: str) -> bool:
 
 def is_negative(text: str, threshold: float = NEGATIVE_THRESHOLD) -> bool:
     """Whether ``text`` reads as negative: compound score at or below ``threshold``."""
-    return bool(text.strip()) and compound(text) <= threshold
+    if not text.strip() or (threshold < 0 and not may_be_negative(text)):
+        return False
+    return compound(text) <= threshold
 
 
 def negative_share(texts: list[str], threshold: float = NEGATIVE_THRESHOLD) -> float:
@@ -61,8 +109,8 @@ class NegativeSentimentGuard:
         self.threshold = threshold
 
     def check(self, request: ExplainRequest, text: str) -> str | None:
-        score = compound(text)
-        if text.strip() and score <= self.threshold:
+        if is_negative(text, self.threshold):
+            score = compound(text)
             return f"negative sentiment (VADER compound {score:+.2f} <= {self.threshold:+.2f})"
         return None
 

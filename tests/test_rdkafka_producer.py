@@ -112,7 +112,9 @@ def test_auto_picks_librdkafka_except_for_exactly_once(monkeypatch) -> None:
         load_settings(kafka={"exactly_once": True}, worker={"producer_client": "librdkafka"})
     with pytest.raises(BadSetting, match="producer_client"):
         load_settings(worker={"producer_client": "rdkafka"})
-    assert producer_client(load_settings()) == "kafka-python"  # the default
+    assert load_settings().worker.producer_client == "auto"  # the default
+    assert producer_client(load_settings()) == "librdkafka"
+    assert producer_client(load_settings(kafka={"exactly_once": True})) == "kafka-python"
     for exactly_once, picked in ((False, "librdkafka"), (True, "kafka-python")):
         settings = load_settings(
             kafka={"exactly_once": exactly_once}, worker={"producer_client": "auto"}

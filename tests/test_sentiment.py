@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from recx_worker.config import load_settings
@@ -14,6 +19,7 @@ from recx_worker.sentiment import (
     NegativeSentimentGuard,
     compound,
     is_negative,
+    may_be_negative,
     negative_share,
     sentiment_guards,
 )
@@ -48,6 +54,57 @@ def test_compound_orders_complaints_below_praise():
 )
 def test_is_negative(text: str, negative: bool):
     assert is_negative(text) is negative
+
+
+REVIEWS = (
+    Path(__file__).parent.parent
+    / "data/amazon-2014-musical-instruments-5core/reviews_Musical_Instruments_5.json.gz"
+)
+
+
+def review_sentences(limit: int) -> list[str]:
+    """Distinct sentences of the shipped reviews (real text: praise, complaints, negations)."""
+    out: dict[str, None] = {}
+    with gzip.open(REVIEWS, "rt", encoding="utf-8") as f:
+        for line in f:
+            text = json.loads(line).get("reviewText") or ""
+            out.update(dict.fromkeys(s for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()))
+            if len(out) >= limit:
+                break
+    return list(out)[:limit]
+
+
+def test_the_shortcut_never_skips_a_text_vader_scores_below_zero():
+    """``may_be_negative`` is False only where the compound score is >= 0: checked against
+    VADER itself on 12,000 review sentences (about half of them need no scoring)."""
+    sentences = review_sentences(12_000)
+    skipped = [s for s in sentences if not may_be_negative(s)]
+    assert all(compound(s) >= 0 for s in skipped)
+    assert 0.3 < len(skipped) / len(sentences) < 0.9
+    negatives = [s for s in sentences if compound(s) <= NEGATIVE_THRESHOLD]
+    assert len(negatives) > 1000 and all(may_be_negative(s) for s in negatives)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "It isn't great.",  # a contraction negates
+        "The sound is barely good.",  # a dampener can turn a weak positive below 0
+        "Great tone, yeah right.",  # an idiom VADER rates negative
+        "The tuner is great \U0001f620",  # emoji are read as words: always scored
+        "It is the least useful tuner.",
+        "No problems at all.",
+    ],
+)
+def test_the_shortcut_scores_every_cue(text: str):
+    assert may_be_negative(text)
+
+
+def test_a_threshold_at_or_above_zero_always_scores():
+    """The shortcut proves only "not below 0": a threshold >= 0 still gets the score."""
+    neutral = "The strap is black and 2 inches wide."
+    assert not may_be_negative(neutral)
+    assert is_negative(neutral, threshold=0.0) and not is_negative(neutral)
 
 
 def test_threshold_moves_the_cut():

@@ -160,7 +160,7 @@ def test_explainer_slower_than_max_poll_interval(kafka_bootstrap, worker_data, t
     try:
         for w in workers:
             w.wait_assigned()
-        wait_for(lambda: _stable(workers, 4), 30, "a stable assignment")
+        wait_for(lambda: _stable(workers, 4), 60, "a stable assignment")
         revocations = [len(w.events_named("partitions_revoked")) for w in workers]
         publish(kafka_bootstrap, topics.input, events)
         wait_for(

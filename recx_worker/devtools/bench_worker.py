@@ -102,9 +102,13 @@ def bench_worker(
     out: Annotated[Path, typer.Option(help="JSON report")] = Path("reports/bench/worker.json"),
 ) -> None:
     """Events/s and p50/p99 end-to-end latency of 1..N workers vs raw consume+produce."""
+    import faulthandler
+    import signal
+
     from recx_worker.config import Settings
     from recx_worker.devtools.benchio import report
 
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
     settings = Settings()
     data = data or settings.paths.data_dir
     index = index or settings.paths.index_dir
@@ -615,6 +619,7 @@ def _events_from_data(data: Path, n: int) -> list[dict]:
 def passthrough(pad: bytes = b"") -> None:
     """Consume -> produce the same bytes (acks=all) -> commit: no processing at all (``pad``
     appended to each output: ``devtools.kafka_cost`` sizes outputs like explanations)."""
+    import faulthandler
     import signal
 
     from kafka import KafkaConsumer
@@ -626,6 +631,7 @@ def passthrough(pad: bytes = b"") -> None:
     kafka, cfg = settings.kafka, settings.worker
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>`: every thread's stack, to its log
     consumer = KafkaConsumer(
         kafka.input_topic,
         **kafka.client_config(),
