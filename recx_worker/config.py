@@ -302,7 +302,12 @@ class WorkerSettings(_Section):
     )
     produce_retry_backoff_ms: int = Field(200, ge=0, description="First produce-retry backoff")
     produce_retry_backoff_max_ms: int = Field(10_000, ge=0, description="Largest backoff")
-    linger_ms: int = Field(5, ge=0, description="Producer linger.ms")
+    linger_ms: int = Field(
+        1,
+        ge=0,
+        description="Producer linger.ms: the worker sends a micro-batch's outputs at once and "
+        "awaits them before the next batch goes out, so a longer linger only delays the batch",
+    )
     producer_client: ProducerClient = Field(
         "auto",
         description="The output producer: auto (the default: librdkafka, kafka-python in "

@@ -15,6 +15,8 @@ import pytest
 from recx_worker.devtools.bench_worker import (
     MIN_RATE_EVENTS,
     Output,
+    Stalled,
+    _collect,
     add_share_of_ceiling,
     latency_stats,
     parse_rates,
@@ -121,3 +123,28 @@ def test_the_process_tree_and_its_memory_include_a_workers_children() -> None:
         for pid in reversed(process_tree([parent.pid])):
             os.kill(pid, signal.SIGKILL)
         parent.wait()
+
+
+@pytest.mark.kafka
+def test_a_run_whose_outputs_stop_coming_is_stalled_not_awaited(
+    kafka_bootstrap, monkeypatch
+) -> None:
+    """A benchmark process that stops making progress (kafka-python 3.0.12's consumer was
+    seen spinning in its coordinator lookup) voids the run within the stall limit instead of
+    holding the benchmark until the run's whole timeout (here 10 minutes)."""
+    from kafka import KafkaProducer
+    from worker_support import Topics
+
+    import recx_worker.devtools.bench_worker as bench
+
+    topics = Topics.fresh(kafka_bootstrap, "stall", partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer.send(topics.output, json.dumps({"event_id": "e1"}).encode()).get(30)
+    producer.close()
+    started = time.monotonic()
+    with pytest.raises(Stalled, match=r"no new output for \d+ s \(0 of 5\)"):
+        _collect(kafka_bootstrap, topics.input, 5, timeout_s=600, first_within_s=2)
+    monkeypatch.setattr(bench, "STALL_S", 2.0)
+    with pytest.raises(Stalled, match=r"\(1 of 5\)"):  # one came, then none
+        _collect(kafka_bootstrap, topics.output, 5, timeout_s=600)
+    assert time.monotonic() - started < 60

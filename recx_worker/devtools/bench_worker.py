@@ -155,7 +155,7 @@ def bench_worker(
     try:
         for count in counts:
             for mode in modes:
-                rows.extend(_run(mode, count, bootstrap, payloads, **options))
+                rows.extend(_run_once_more_if_stalled(mode, count, bootstrap, payloads, options))
     finally:
         if broker is not None:
             broker.stop()
@@ -253,6 +253,26 @@ def add_share_of_ceiling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ one run
+class Stalled(RuntimeError):
+    """No new output for ``STALL_S`` seconds: a benchmark process stopped making progress."""
+
+
+#: Outputs must keep coming: a run with none for this long is void (and run once more).
+STALL_S = 150.0
+
+
+def _run_once_more_if_stalled(
+    mode: str, count: int, bootstrap: str, payloads: list[dict], options: dict[str, Any]
+) -> list[dict]:
+    """``_run``, again on fresh topics if it stalled (kafka-python 3.0.12's consumer has been
+    seen spinning in its coordinator lookup right after a join, for good); the row says so."""
+    try:
+        return _run(mode, count, bootstrap, payloads, **options)
+    except Stalled as exc:
+        typer.secho(f"warning: {LABELS[mode]}: {exc}; running it again", err=True)
+    return [row | {"stalled_runs": 1} for row in _run(mode, count, bootstrap, payloads, **options)]
+
+
 def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any) -> list[dict]:
     run = f"bench-{mode}-{count}-{uuid.uuid4().hex[:6]}"
     topics = _create_topics(bootstrap, run, kw["partitions"])
@@ -272,7 +292,14 @@ def _run(mode: str, count: int, bootstrap: str, payloads: list[dict], **kw: Any)
             return rows
         n = len(payloads)
         cpu = _CpuMeter(procs)
-        appended = _collect(bootstrap, topics["output"], n, max(300, n / 20), on_first=cpu.start)
+        appended = _collect(
+            bootstrap,
+            topics["output"],
+            n,
+            max(300, n / 20),
+            on_first=cpu.start,
+            first_within_s=None if mode == "worker" else STALL_S,  # the ceiling starts at once
+        )
         cpu_s = cpu.seconds()
         memory = rss_mib([p.pid for p in procs]) if sys.platform == "linux" else []
         stamps = [o.appended_ms for o in appended.values()]
@@ -554,11 +581,13 @@ def _collect(
     n: int,
     timeout_s: float,
     on_first: Callable[[], None] | None = None,
+    first_within_s: float | None = None,
 ) -> dict[str, Output]:
     """``{event_id: Output}`` once ``n`` distinct outputs are on ``topic`` and its dead-letter
     topic (``<topic minus .out>.in.dlq``; a dead letter is an outcome too, so a benchmark
     never waits for an event that was dead-lettered); ``on_first`` is called when the first
-    one is seen."""
+    one is seen. ``Stalled`` when none comes for ``STALL_S`` seconds after the first (or for
+    ``first_within_s`` before it)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -572,10 +601,16 @@ def _collect(
     consumer.seek_to_beginning(*tps)
     seen: dict[str, Output] = {}
     deadline = time.monotonic() + timeout_s
+    progress_at = time.monotonic()
     try:
         while len(seen) < n:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise RuntimeError(f"only {len(seen)} of {n} outputs after {timeout_s:.0f} s")
+            # none yet: a worker may still be warming up (a language model takes minutes)
+            limit = STALL_S if seen else first_within_s
+            if limit is not None and now - progress_at > limit:
+                raise Stalled(f"no new output for {now - progress_at:.0f} s ({len(seen)} of {n})")
             for records in consumer.poll(timeout_ms=500).values():
                 if on_first is not None:
                     on_first()
@@ -583,6 +618,7 @@ def _collect(
                 for r in records:
                     event_id, output = read_output(r.value, r.timestamp)
                     seen.setdefault(event_id, output)
+                progress_at = time.monotonic()
     finally:
         consumer.close()
     return seen
