@@ -60,6 +60,7 @@ def _negative_cues() -> _NegativeCues:
     return _NegativeCues(frozenset(single), tuple(f" {p} " for p in phrases))
 
 
+@lru_cache(maxsize=16384)  # as ``compound``: a stream repeats texts
 def may_be_negative(text: str) -> bool:
     """False only when VADER's compound score of ``text`` is certainly >= 0 (no word or
     phrase that can score below 0; :func:`_negative_cues`), so the score need not be
