@@ -310,10 +310,10 @@ class WorkerSettings(_Section):
     )
     producer_client: ProducerClient = Field(
         "auto",
-        description="The output producer: auto (the default: librdkafka, kafka-python in "
-        "exactly-once mode), librdkafka (confluent-kafka: record batching and network I/O in "
-        "C, off the worker's GIL; at-least-once only) or kafka-python; `producer_options` are "
-        "the chosen client's",
+        description="The output producer: auto (the default: librdkafka; kafka-python in "
+        "exactly-once mode or for client/producer options only kafka-python takes), "
+        "librdkafka (confluent-kafka: record batching and network I/O in C, off the worker's "
+        "GIL; at-least-once only) or kafka-python; `producer_options` are the chosen client's",
     )
     transaction_timeout_ms: int = Field(
         60_000, ge=1000, description="Exactly-once mode: Kafka transaction.timeout.ms"

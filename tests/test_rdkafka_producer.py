@@ -11,7 +11,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from recx_worker.config import BadSetting, Settings, load_settings
 from recx_worker.worker.clients import KafkaClients, producer_client
-from recx_worker.worker.rdkafka import RdKafkaProducer, rdkafka_config
+from recx_worker.worker.rdkafka import RdKafkaProducer, rdkafka_config, untranslatable
 
 COUNT = 60
 
@@ -105,8 +105,55 @@ def test_options_are_translated_or_refused() -> None:
         rdkafka_config({"send_buffer_bytes": 1 << 20})
 
 
+def test_security_options_of_kafka_python_clients_reach_librdkafka() -> None:
+    """``kafka.client_options`` written for kafka-python (mutual TLS, timing) become
+    librdkafka properties: a client certificate is never dropped on the way."""
+    config = rdkafka_config(
+        {
+            "ssl_certfile": "/certs/client.pem",
+            "ssl_keyfile": "/certs/client.key",
+            "ssl_password": "secret",
+            "ssl_check_hostname": False,
+            "request_timeout_ms": 20_000,
+            "api_version": (3, 0),  # librdkafka negotiates versions itself
+        }
+    )
+    assert config["ssl.certificate.location"] == "/certs/client.pem"
+    assert config["ssl.key.location"] == "/certs/client.key"
+    assert config["ssl.key.password"] == "secret"
+    assert config["ssl.endpoint.identification.algorithm"] == "none"
+    assert config["request.timeout.ms"] == 20_000
+    assert "api_version" not in config and "api.version" not in config
+    assert untranslatable({"ssl_certfile": "x", "batch.size": 1, "max_block_ms": 5}) == [
+        "max_block_ms"
+    ]
+
+
+def test_auto_keeps_kafka_pythons_producer_for_a_configuration_written_for_it(
+    monkeypatch,
+) -> None:
+    """``auto`` (the default) picks kafka-python's producer where a client or producer option
+    has no librdkafka property; it translates the rest; ``librdkafka`` named outright
+    refuses such an option before the worker starts."""
+    monkeypatch.delenv("RECX_CONFIG", raising=False)
+    tls = load_settings(kafka={"client_options": {"ssl_certfile": "/c.pem"}})
+    assert producer_client(tls) == "librdkafka"
+    assert KafkaClients(tls)._rdkafka_options()["ssl_certfile"] == "/c.pem"
+    for section, options in (
+        ("kafka", {"client_options": {"max_in_flight_requests_per_connection": 1}}),
+        ("worker", {"producer_options": {"batch_size": 65536}}),
+    ):
+        assert producer_client(load_settings(**{section: options})) == "kafka-python"
+    named = load_settings(
+        kafka={"client_options": {"max_in_flight_requests_per_connection": 1}},
+        worker={"producer_client": "librdkafka"},
+    )
+    with pytest.raises(ValueError, match="max_in_flight_requests_per_connection"):
+        KafkaClients(named).check_producer()
+
+
 def test_auto_picks_librdkafka_except_for_exactly_once(monkeypatch) -> None:
-    """The default stays kafka-python's producer (librdkafka's is opt-in)."""
+    """``auto``, the default: librdkafka's producer, kafka-python's for exactly-once."""
     monkeypatch.delenv("RECX_CONFIG", raising=False)
     with pytest.raises(BadSetting, match="at-least-once only"):
         load_settings(kafka={"exactly_once": True}, worker={"producer_client": "librdkafka"})

@@ -56,7 +56,7 @@ def publish_steadily(bootstrap: str, topic: str, events: list, seconds: float) -
         ("at-least-once", False),
         ("at-least-once", True),
         ("exactly-once", True),
-        ("at-least-once+librdkafka", True),  # worker.producer_client = "librdkafka"
+        ("at-least-once+kafka-python", True),  # worker.producer_client = "kafka-python"
     ],
 )
 def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode, kill) -> None:
@@ -65,7 +65,9 @@ def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode
     topics = Topics.fresh(kafka_bootstrap, f"deliv-{mode.replace('+', '-')}-{kill}", partitions=6)
     events = make_events(EVENTS, users, items)
     exactly_once = mode == "exactly-once"
-    producer = "librdkafka" if mode.endswith("+librdkafka") else "kafka-python"
+    # the default (auto): librdkafka, kafka-python's producer for exactly-once
+    producer = "kafka-python" if mode.endswith("+kafka-python") else "auto"
+    expected_producer = "kafka-python" if exactly_once or producer != "auto" else "librdkafka"
     env = worker_env(
         kafka_bootstrap,
         topics,
@@ -80,7 +82,8 @@ def test_group_explains_every_event(kafka_bootstrap, worker_data, tmp_path, mode
     workers = [WorkerProcess(env, tmp_path / f"w{i}.log", f"w{i}").start() for i in range(WORKERS)]
     try:
         for w in workers:
-            w.wait_assigned()
+            w.wait_assigned()  # after its worker_started line, which names its producer
+            assert {e["producer"] for e in w.events_named("worker_started")} == {expected_producer}
         publisher = publish_steadily(kafka_bootstrap, topics.input, events, seconds=8)
         killed_at = None
         if kill:

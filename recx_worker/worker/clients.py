@@ -70,12 +70,20 @@ def group_instance_id(settings: Settings) -> str | None:
 
 
 def producer_client(settings: Settings) -> str:
-    """The output producer ``worker.producer_client`` names; ``auto``: librdkafka, and
-    kafka-python for exactly-once (its transactions take the consumer's group metadata)."""
+    """The output producer ``worker.producer_client`` names; ``auto``: librdkafka, except
+    kafka-python's for exactly-once (its transactions take the consumer's group metadata)
+    and where ``kafka.client_options`` or ``worker.producer_options`` hold a kafka-python
+    option librdkafka has no property for (a configuration written for kafka-python keeps
+    working as it did)."""
     choice = settings.worker.producer_client
-    if choice == "auto":
-        return "kafka-python" if settings.kafka.exactly_once else "librdkafka"
-    return choice
+    if choice != "auto":
+        return choice
+    if settings.kafka.exactly_once:
+        return "kafka-python"
+    from recx_worker.worker.rdkafka import untranslatable
+
+    options = settings.kafka.client_options | settings.worker.producer_options
+    return "kafka-python" if untranslatable(options) else "librdkafka"
 
 
 class KafkaClients:
@@ -148,9 +156,10 @@ class KafkaClients:
         }
 
     def _rdkafka_options(self) -> dict[str, Any]:
-        """librdkafka gets the connection, not ``kafka.client_options`` (kafka-python's)."""
+        """The connection, ``kafka.client_options`` (translated to librdkafka properties: a
+        client certificate must not be dropped) and the producer's own options."""
         return {
-            **self.settings.kafka.connection(),
+            **self.settings.kafka.client_config(),
             **self._producer_basics(),
             **self.settings.worker.producer_options,
         }

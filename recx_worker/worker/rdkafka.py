@@ -1,4 +1,4 @@
-"""The worker's producer on librdkafka (``worker.producer_client = "librdkafka"``, opt-in).
+"""The worker's producer on librdkafka (``worker.producer_client``: the default for at-least-once).
 
 kafka-python's producer builds record batches and talks to the broker in Python: with
 explanation-sized outputs it is the largest part of the worker process's CPU (docs/results.md,
@@ -30,39 +30,64 @@ from recx_worker.worker.checkpoint import FatalDeliveryError
 
 log = logging.getLogger("recx.rdkafka")
 
-#: kafka-python option -> librdkafka property (connection options recx sets).
+#: kafka-python option -> librdkafka property: the connection, security and timing options
+#: recx sets or a deployment puts in ``kafka.client_options`` (mutual TLS, Kerberos, ...).
 _PROPERTIES = {
     "security_protocol": "security.protocol",
     "sasl_mechanism": "sasl.mechanism",
     "sasl_plain_username": "sasl.username",
     "sasl_plain_password": "sasl.password",
+    "sasl_kerberos_service_name": "sasl.kerberos.service.name",
     "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "ssl_crlfile": "ssl.crl.location",
+    "ssl_ciphers": "ssl.cipher.suites",
     "client_id": "client.id",
     "linger_ms": "linger.ms",
     "acks": "acks",
     "enable_idempotence": "enable.idempotence",
+    "request_timeout_ms": "request.timeout.ms",
+    "retry_backoff_ms": "retry.backoff.ms",
+    "reconnect_backoff_ms": "reconnect.backoff.ms",
+    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
+    "connections_max_idle_ms": "connections.max.idle.ms",
+    "metadata_max_age_ms": "metadata.max.age.ms",
 }
+#: kafka-python options librdkafka does without: it negotiates protocol versions itself.
+_NOT_NEEDED = frozenset({"api_version", "api_version_auto_timeout_ms"})
+
+
+def untranslatable(options: dict[str, Any]) -> list[str]:
+    """The kafka-python names in ``options`` that librdkafka has no property for."""
+    known = {"bootstrap_servers", "ssl_check_hostname", *_PROPERTIES, *_NOT_NEEDED}
+    return [key for key in options if key not in known and "." not in key]
 
 
 def rdkafka_config(options: dict[str, Any]) -> dict[str, Any]:
     """librdkafka properties for kafka-python style ``options`` (``bootstrap_servers`` as a
     list or string; the others by ``_PROPERTIES``; a name with a dot passes as it is). An
-    option neither knows is refused, so no setting is silently dropped."""
+    option neither knows is refused, so no setting (a client certificate...) is silently
+    dropped."""
+    if unknown := untranslatable(options):
+        raise ValueError(
+            f"producer option {unknown[0]!r} has no librdkafka equivalent here; give the "
+            "librdkafka property name (e.g. 'batch.size') in worker.producer_options, or set "
+            'worker.producer_client = "kafka-python"'
+        )
     # keys land on the partitions kafka-python and Java clients pick (murmur2), not
     # librdkafka's default (CRC32): a user's explanations stay in one partition either way
     config: dict[str, Any] = {"partitioner": "murmur2_random"}
     for key, value in options.items():
         if key == "bootstrap_servers":
             config["bootstrap.servers"] = value if isinstance(value, str) else ",".join(value)
+        elif key == "ssl_check_hostname":
+            config["ssl.endpoint.identification.algorithm"] = "https" if value else "none"
         elif key in _PROPERTIES:
             config[_PROPERTIES[key]] = value
-        elif "." in key:
-            config[key] = value
-        else:
-            raise ValueError(
-                f"producer option {key!r} has no librdkafka equivalent here; give the "
-                "librdkafka property name (e.g. 'batch.size') in worker.producer_options"
-            )
+        elif key not in _NOT_NEEDED:
+            config[key] = value  # a librdkafka property already
     return config
 
 

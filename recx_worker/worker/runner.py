@@ -43,7 +43,12 @@ from kafka.structs import OffsetAndMetadata
 
 from recx_worker.metrics import Heartbeat, MetricsServer, WorkerMetrics
 from recx_worker.worker.checkpoint import Batch, Checkpoint, Delivery, FatalDeliveryError
-from recx_worker.worker.clients import KafkaClients, join_lost, wait_for_partitions
+from recx_worker.worker.clients import (
+    KafkaClients,
+    join_lost,
+    producer_client,
+    wait_for_partitions,
+)
 from recx_worker.worker.flow import FlowControl
 from recx_worker.worker.lag import LagMeter
 from recx_worker.worker.records import InRecord, OutRecord, dead_letter_record
@@ -189,6 +194,7 @@ class Worker:
             input_topic=kafka.input_topic,
             exactly_once=kafka.exactly_once,
             static_membership=self.cfg.static_membership,
+            producer=producer_client(self.settings),
         )
         code = EXIT_OK
         try:
