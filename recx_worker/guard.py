@@ -173,9 +173,13 @@ class Guard:
         return cls.with_plugins(lexicon or store.lexicon, settings, **kwargs)  # type: ignore[attr-defined]
 
     def warm_up(self) -> None:
-        """Load the noun tagger now when the noun check is on (see ``nouns.warm_up``)."""
+        """Load the noun tagger now when the noun check is on (see ``nouns.warm_up``), and
+        what the extra checks load lazily (those with a ``warm_up``: VADER's lexicon)."""
         if self.vocabulary is not None and self.unsupported_nouns >= 0:
             nouns.warm_up()
+        for guard in self.extra_guards:
+            if callable(warm := getattr(guard, "warm_up", None)):
+                warm()
 
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
         facts = self._facts(text)

@@ -10,7 +10,6 @@ share of negative explanations in ``recx eval`` and the filter of training targe
 
 from __future__ import annotations
 
-import string
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -66,21 +65,25 @@ def may_be_negative(text: str) -> bool:
     phrase that can score below 0; :func:`_negative_cues`), so the score need not be
     computed: most explanations. Text with non-ASCII characters (emoji, which VADER reads
     as words) is always scored."""
+    from vaderSentiment.vaderSentiment import SentiText
+
     if not text.isascii():
         return True
     lowered = text.lower()
     if "n't" in lowered:
         return True
     cues = _negative_cues()
-    tokens = []
-    for token in lowered.split():  # VADER's tokens: punctuation stripped unless <= 2 left
-        stripped = token.strip(string.punctuation)
-        token = stripped if len(stripped) > 2 else token
-        if token in cues.words:
-            return True
-        tokens.append(token)
+    tokens = SentiText(lowered).words_and_emoticons  # VADER's own tokens
+    if not cues.words.isdisjoint(tokens):
+        return True
     joined = f" {' '.join(tokens)} "
     return any(phrase in joined for phrase in cues.phrases)
+
+
+def warm_up() -> None:
+    """Load VADER's lexicon and the cue set now, not inside the first batch's deadline."""
+    may_be_negative("The tuner is great.")
+    compound("The tuner is great.")
 
 
 def is_opinion_word(word: str) -> bool:
@@ -108,6 +111,9 @@ class NegativeSentimentGuard:
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"a VADER threshold lies in [-1, 1], got {threshold}")
         self.threshold = threshold
+
+    def warm_up(self) -> None:
+        warm_up()
 
     def check(self, request: ExplainRequest, text: str) -> str | None:
         if is_negative(text, self.threshold):

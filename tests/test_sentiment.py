@@ -160,3 +160,13 @@ def test_template_phrasings_never_read_negative_for_any_demo_feature():
     texts += [t.format(f=f, g="price", be="is", be2="is") for f in features for t in TWO_FEATURES]
     texts += list(NO_FEATURE)
     assert [t for t in texts if is_negative(t)] == []
+
+
+def test_a_guards_warm_up_loads_the_sentiment_check_before_the_first_batch():
+    """VADER's lexicon and the cue set load at warm-up, not inside a stage deadline."""
+    from recx_worker.sentiment import _negative_cues
+
+    guard = Guard(LEXICON, extra_guards=[NegativeSentimentGuard()])
+    _negative_cues.cache_clear()
+    guard.warm_up()
+    assert _negative_cues.cache_info().currsize == 1
