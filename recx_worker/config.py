@@ -302,6 +302,15 @@ class WorkerSettings(_Section):
     )
     produce_retry_backoff_ms: int = Field(200, ge=0, description="First produce-retry backoff")
     produce_retry_backoff_max_ms: int = Field(10_000, ge=0, description="Largest backoff")
+    commit_interval_ms: int = Field(
+        100,
+        ge=0,
+        description="At-least-once: the poll loop commits delivered offsets at most this often, "
+        "sooner once max_buffered delivered events wait (0: whenever a batch was delivered). "
+        "Each commit is a blocking round trip to the group coordinator; a longer interval "
+        "costs fewer of them and explains more events again after a crash (at most "
+        "max_buffered more). Rebalances and shutdown always commit",
+    )
     linger_ms: int = Field(
         1,
         ge=0,

@@ -46,6 +46,9 @@ class _TextFacts:
     mentioned: tuple[str, ...]  # lexicon features, in order of first mention
     n_words: int
     pattern_reason: str | None  # personal data, link, forbidden term, instruction echo
+    # words that could be content nouns and that the fixed words do not support (empty when
+    # the noun check is off): only these are looked up in the item's and the evidence's words
+    noun_candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +187,13 @@ class Guard:
     def check(self, request: ExplainRequest, text: str) -> GuardVerdict:
         facts = self._facts(text)
         mentioned = list(facts.mentioned)
-        allowed = request.evidence.allowed_features()
-        ungrounded = [f for f in mentioned if f not in allowed]
-        if ungrounded:  # evidence features are normally lexicon-normalised already
-            normalised = {" ".join(words(f)) for f in allowed}
-            ungrounded = [f for f in ungrounded if f not in normalised]
+        ungrounded: list[str] = []
+        if mentioned:
+            allowed = request.evidence.allowed_features()
+            ungrounded = [f for f in mentioned if f not in allowed]
+            if ungrounded:  # evidence features are normally lexicon-normalised already
+                normalised = {" ".join(words(f)) for f in allowed}
+                ungrounded = [f for f in ungrounded if f not in normalised]
         unsupported: list[str] = []
         if self.vocabulary is not None and facts.n_words:
             # A feature the item's own train reviews mention (its profile's) is grounded even
@@ -215,20 +220,30 @@ class Guard:
 
     def _suspects(self, request: ExplainRequest, text: str) -> list[str]:
         """Words of ``text`` that could be content nouns and that neither the fixed words nor
-        the item's words support: only these need the tagger."""
+        the item's words nor the evidence's support: only these need the tagger. The item's
+        words are looked up first; the evidence's words are gathered only for what is left."""
         assert self.vocabulary is not None
-        suspects = [w for w in candidate_nouns(text) if not _supported(w, self._fixed_words)]
+        suspects = self._facts(text).noun_candidates
+        if suspects:
+            item_words = self.vocabulary.words_of(request.item_id)
+            suspects = tuple(w for w in suspects if not _supported(w, item_words))
         if not suspects:
             return []
-        own = self._item_words(request)
-        return [w for w in suspects if not _supported(w, *own)]
+        evidence_words = self._evidence_words(request)
+        return [w for w in suspects if not _supported(w, evidence_words)]
 
     def _text_facts(self, text: str) -> _TextFacts:
         """What the checks need from ``text`` alone (cached per text: see ``__init__``)."""
+        noun_check = self.vocabulary is not None and self.unsupported_nouns >= 0
         return _TextFacts(
             mentioned=tuple(self.lexicon.find(text)),
             n_words=len(words(text)),
             pattern_reason=self._pattern_reason(text),
+            noun_candidates=tuple(
+                w for w in candidate_nouns(text) if not _supported(w, self._fixed_words)
+            )
+            if noun_check
+            else (),
         )
 
     def _unsupported(self, request: ExplainRequest, text: str) -> list[str]:
@@ -241,17 +256,22 @@ class Guard:
         no noun can be unsupported, whatever the tagger would say."""
         if not self._suspects(request, text):
             return []
-        known = (*self._item_words(request), self._fixed_words)
+        assert self.vocabulary is not None
+        known = (
+            self.vocabulary.words_of(request.item_id),
+            self._evidence_words(request),
+            self._fixed_words,
+        )
         return [n for n in content_nouns(text) if not _supported(n, *known)]
 
-    def _item_words(self, request: ExplainRequest) -> tuple[frozenset[str], set[str]]:
-        """Words the item's train reviews use, and words the evidence uses."""
-        assert self.vocabulary is not None
+    @staticmethod
+    def _evidence_words(request: ExplainRequest) -> set[str]:
+        """The words of the evidence's features and snippet."""
         evidence = request.evidence
-        extra: set[str] = set()
+        found: set[str] = set()
         for phrase in (*evidence.allowed_features(), evidence.item_snippet or ""):
-            extra.update(_phrase_words(phrase))
-        return self.vocabulary.words_of(request.item_id), extra
+            found.update(_phrase_words(phrase))
+        return found
 
     def _pattern_reason(self, text: str) -> str | None:
         """Personal data, links, forbidden terms or an instruction echo in ``text``."""

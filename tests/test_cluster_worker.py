@@ -251,12 +251,14 @@ def duplicate_bound(rate: float, stall_s: float) -> int:
     partition is read again (a rebalance, or a commit that failed for good); the idempotent
     producer keeps its own retries from duplicating. Commits and produces go through the same
     lost broker, so that window is what each worker holds (its fetched buffer and the
-    micro-batch in flight) plus what arrives while both stall: ``workers x (max_buffered +
-    max_batch) + rate x stall``. (The test also checks the sharper property: no duplicate
-    lies below the offsets committed before the kill.)"""
+    micro-batch in flight), what was delivered since the last commit (one
+    ``commit_interval_ms``) and what arrives while both stall: ``workers x (max_buffered +
+    max_batch) + rate x (commit interval + stall)``. (The test also checks the sharper
+    property: no duplicate lies below the offsets committed before the kill.)"""
     defaults = WorkerSettings.model_fields
     held = defaults["max_batch"].default + defaults["max_buffered"].default
-    return int(WORKERS * held + rate * stall_s)
+    interval_s = defaults["commit_interval_ms"].default / 1000
+    return int(WORKERS * held + rate * (interval_s + stall_s))
 
 
 def _after(events: list[dict], since: float) -> Counter[str]:

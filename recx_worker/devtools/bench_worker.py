@@ -93,6 +93,12 @@ def bench_worker(
         str | None,
         typer.Option(help="worker.producer_client of workers and ceiling (default: settings)"),
     ] = None,
+    commit_interval_ms: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="worker.commit_interval_ms of workers and ceiling (default: settings)"
+        ),
+    ] = None,
     ceiling: Annotated[bool, typer.Option(help="Also run the consume+produce ceiling")] = True,
     bootstrap: Annotated[
         str | None, typer.Option(help="Kafka to use (default: a temporary local broker)")
@@ -146,6 +152,9 @@ def bench_worker(
         "latency_target_ms": latency_target_ms,
         "core_processes": core_processes,
         "producer_client": producer_client or settings.worker.producer_client,
+        "commit_interval_ms": settings.worker.commit_interval_ms
+        if commit_interval_ms is None
+        else commit_interval_ms,
     }
     modes = list(MODES if ceiling else MODES[:1])
     producer = resolved_producer(options["producer_client"])
@@ -172,6 +181,7 @@ def bench_worker(
         latency_target_ms=latency_target_ms,
         core_processes=core_processes,
         producer_client=producer,
+        commit_interval_ms=options["commit_interval_ms"],
         latency="output LogAppendTime - event record timestamp",
         in_worker_latency="the explanation event's latency_ms (the chain, for its micro-batch)",
     )
@@ -486,6 +496,8 @@ def _start(mode: str, i: int, bootstrap: str, topics: dict, run: str, kw: dict) 
         worker["producer_client"] = kw["producer_client"]
     if mode == KAFKA_PYTHON_CEILING:
         worker["producer_client"] = "kafka-python"
+    if kw.get("commit_interval_ms") is not None:  # the ceiling commits as the workers do
+        worker["commit_interval_ms"] = kw["commit_interval_ms"]
     env = worker_env(
         bootstrap,
         topics,
@@ -654,7 +666,9 @@ def _events_from_data(data: Path, n: int) -> list[dict]:
 # ------------------------------------------------------------------- the ceiling process
 def passthrough(pad: bytes = b"") -> None:
     """Consume -> produce the same bytes (acks=all) -> commit: no processing at all (``pad``
-    appended to each output: ``devtools.kafka_cost`` sizes outputs like explanations)."""
+    appended to each output: ``devtools.kafka_cost`` sizes outputs like explanations). It
+    commits as the worker does: after each poll's records are delivered, at most every
+    ``worker.commit_interval_ms``."""
     import faulthandler
     import signal
 
@@ -678,16 +692,19 @@ def passthrough(pad: bytes = b"") -> None:
         max_poll_records=cfg.max_batch,
     )
     producer = KafkaClients(settings).producer()  # the worker's (worker.producer_client)
+    interval_s, commit_at, uncommitted = cfg.commit_interval_ms / 1000, 0.0, False
     while not stop["now"]:
         polled = consumer.poll(timeout_ms=100)
-        if not polled:
-            continue
         for records in polled.values():
             for r in records:
                 value = r.value + pad if pad else r.value
                 producer.send(kafka.output_topic, value=value, key=r.key)
-        producer.flush()
-        consumer.commit()
+        if polled:
+            producer.flush()
+            uncommitted = True
+        if uncommitted and time.monotonic() >= commit_at:
+            consumer.commit()
+            uncommitted, commit_at = False, time.monotonic() + interval_s
     consumer.close()
     producer.close()
 

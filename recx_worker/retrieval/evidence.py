@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,20 @@ from recx_worker.retrieval.index import ItemIndex, build_item_index, data_checks
 
 log = logging.getLogger(__name__)
 
-_History = tuple[list[str], np.ndarray, list[float | None]]
-_EMPTY: _History = ([], np.zeros(0, dtype=np.int64), [])
+#: (item ids, ratings, their vector rows): a history's catalog items
+_History = tuple[list[str], list[float | None], np.ndarray]
+
+#: Distinct event histories whose catalog items a store keeps (LRU; ids and rows only, a
+#: few kB each): a recommender sends the same user, with the same history, for each item
+#: of a top-N list.
+HISTORY_CACHE = 4096
 
 ITEM_FEATURES = 8
 SUPPORT_FEATURES = 5
 USER_FEATURES = 5
+
+#: a ``SupportingItem`` from a dict (pydantic's validator itself: no ``__init__`` overhead)
+_supporting_item = SupportingItem.__pydantic_validator__.validate_python
 
 
 class UnknownItemError(LookupError):
@@ -54,13 +63,18 @@ class EvidenceStore:
         self._rows = index.rows
         self._item_features = {i: p.feature_names(ITEM_FEATURES) for i, p in profiles.items()}
         self._item_feature_sets = {i: frozenset(p.feature_names()) for i, p in profiles.items()}
-        self._support_features = {i: f[:SUPPORT_FEATURES] for i, f in self._item_features.items()}
+        self._support_features = {
+            i: tuple(f[:SUPPORT_FEATURES]) for i, f in self._item_features.items()
+        }
         self._snippets = {i: (p.snippets[0] if p.snippets else None) for i, p in profiles.items()}
+        self._empty: _History = ([], [], np.zeros(0, dtype=np.int64))
         self._histories: dict[str, _History] = {}
         self._user_features: dict[str, list[str]] = {}
         for user_id, history in data.user_histories.items():
-            self._histories[user_id] = self._known([(h.item_id, h.rating) for h in history.items])
+            pairs = tuple((h.item_id, h.rating) for h in history.items)
+            self._histories[user_id] = self._known(pairs)
             self._user_features[user_id] = [f.feature for f in history.features]
+        self._event_history = lru_cache(maxsize=HISTORY_CACHE)(self._known)
 
     @classmethod
     def open(cls, data_dir: Path, index_dir: Path | None = None, embedder=None) -> EvidenceStore:
@@ -92,18 +106,18 @@ class EvidenceStore:
     def knows_item(self, item_id: str) -> bool:
         return item_id in self._item_features
 
-    def _known(self, pairs: Iterable[tuple[str, float | None]]) -> _History:
-        """(item ids, their vector rows, ratings) of the catalog items among ``pairs``; the
-        latest rating wins for repeated items."""
+    def _known(self, pairs: tuple[tuple[str, float | None], ...]) -> _History:
+        """The catalog items among ``pairs`` (see ``_History``); the latest rating wins for
+        repeated items."""
         merged = {item: rating for item, rating in pairs if item in self._item_features}
         ids = list(merged)
         rows = np.fromiter((self._rows[i] for i in ids), dtype=np.int64, count=len(ids))
-        return ids, rows, list(merged.values())
+        return ids, list(merged.values()), rows
 
     def _history(self, user_id: str, history: Iterable[HistoryEntry] | None) -> _History:
         if not history:  # None or an event without history: the user's train history
-            return self._histories.get(user_id, _EMPTY)
-        return self._known((entry.item_id, entry.rating) for entry in history)
+            return self._histories.get(user_id, self._empty)
+        return self._event_history(tuple((entry.item_id, entry.rating) for entry in history))
 
     def evidence(
         self,
@@ -118,23 +132,28 @@ class EvidenceStore:
         row = self._rows.get(item_id)
         if row is None or item_id not in self._item_features:
             raise UnknownItemError(item_id)
-        ids, rows, ratings = self._history(user_id, history)
+        ids, ratings, rows = self._history(user_id, history)
         supporting: list[SupportingItem] = []
-        if len(ids) and k > 0:
-            keep = rows != row  # never the recommended item itself
-            if exclude_items:
-                keep &= np.fromiter((i not in exclude_items for i in ids), bool, len(ids))
-            picked = np.flatnonzero(keep)
-            sims = self._vectors[rows[picked]] @ self._vectors[row]
-            order = np.argsort(-sims, kind="stable")[:k]
+        if ids and k > 0:
+            sims = (self._vectors[rows] @ self._vectors[row]).tolist()
+            # never the recommended item itself; best first, ties in history order (a stable
+            # sort: histories are a few items, for which Python's sort beats numpy's calls)
+            picked = [
+                j
+                for j, item in enumerate(ids)
+                if item != item_id and not (exclude_items and item in exclude_items)
+            ]
+            picked.sort(key=sims.__getitem__, reverse=True)
             supporting = [
-                SupportingItem(  # validating four fields is faster than model_construct
-                    item_id=ids[picked[j]],
-                    similarity=round(float(sims[j]), 4),
-                    rating=ratings[picked[j]],
-                    features=list(self._support_features[ids[picked[j]]]),
+                _supporting_item(  # validated: faster than model_construct; lists are new
+                    {
+                        "item_id": ids[j],
+                        "similarity": round(sims[j], 4),
+                        "rating": ratings[j],
+                        "features": self._support_features[ids[j]],
+                    }
                 )
-                for j in order.tolist()
+                for j in picked[:k]
             ]
         has = self._item_feature_sets[item_id]
         user_features = [f for f in self._user_features.get(user_id, ()) if f in has]

@@ -99,6 +99,7 @@ class Checkpoint:
         self.exactly_once = exactly_once
         self.tracker = OffsetTracker()
         self._txn_lock = threading.Lock()
+        self._commit_at = 0.0  # the poll loop's next commit (see maybe_commit)
 
     # -- processing thread -----------------------------------------------------------
     def deliver(self, batch: Batch) -> bool:
@@ -261,6 +262,21 @@ class Checkpoint:
         if self.exactly_once:
             self.tracker.mark_committed(batch.next_offsets())
             self.metrics.commits.inc()
+
+    def maybe_commit(self) -> None:
+        """The poll loop's commit: at most every ``commit_interval_ms``, sooner once
+        ``max_buffered`` delivered events wait for it (so the events explained again after a
+        crash stay bounded by count too); a failed commit is retried after a second."""
+        if self.exactly_once:
+            return
+        now = time.monotonic()
+        if now < self._commit_at:
+            offsets = self.tracker.to_commit()
+            if not offsets or self.tracker.uncommitted(offsets) < self.settings.max_buffered:
+                return
+        committed = self.commit()
+        interval_s = self.settings.commit_interval_ms / 1000
+        self._commit_at = now + (interval_s if committed else max(interval_s, 1.0))
 
     def commit(self, partitions: list[TopicPartition] | None = None) -> bool:
         """Commit the done prefix of each partition; False (to retry later) on failure."""

@@ -51,6 +51,11 @@ class OffsetTracker:
                 result[tp] = offset
         return result
 
+    def uncommitted(self, offsets: dict[TopicPartition, int]) -> int:
+        """Events that committing ``offsets`` (from :meth:`to_commit`) would mark done: at
+        most this many are explained again if the worker dies before it commits."""
+        return sum(o - self._committed.get(tp, o) for tp, o in offsets.items())
+
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 

@@ -227,7 +227,6 @@ class Worker:
         self._subscribe()
 
     def _poll_loop(self) -> None:
-        commit_retry_at = 0.0
         while not self._stop.is_set():
             self._heartbeat.beat()
             self._check_assignment()
@@ -237,10 +236,8 @@ class Worker:
             self._take(polled)
             self._reposition_assigned()
             self._finish_batch()
-            now = time.monotonic()
-            if now >= commit_retry_at and not self._checkpoint.commit():
-                commit_retry_at = now + 1.0
-            self._maybe_start_batch()
+            self._maybe_start_batch()  # the next batch computes while the commit blocks
+            self._checkpoint.maybe_commit()
             self.flow.apply(self.consumer, self._held(), self._reposition)
             self.lag.maybe_measure(
                 self.consumer, self._checkpoint.tracker.last_committed, self._reposition
@@ -384,10 +381,12 @@ class Worker:
             self.metrics.commits.inc()
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
-        """New owner: every assigned partition restarts at the group's committed offset."""
+        """New owner: every newly assigned partition restarts at the group's committed offset
+        (one this worker kept through the rebalance, never revoked, goes on where it is: no
+        other member read it meanwhile, and its done but not yet committed events stay done)."""
         with self._lock:
+            self._reposition |= set(partitions) - self._owned
             self._owned |= set(partitions)
-            self._reposition |= set(partitions)
         self._awaiting_since = None
         self._joined = True
         self.metrics.ready.set(1 if self.ready() else 0)
