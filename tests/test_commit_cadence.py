@@ -5,13 +5,13 @@ in tests/test_worker_delivery.py.)"""
 
 from __future__ import annotations
 
+from fake_kafka import FakeBroker, FakeConsumer
 from kafka import TopicPartition
 
 from recx_worker.config import WorkerSettings
 from recx_worker.metrics import WorkerMetrics
 from recx_worker.worker.checkpoint import Checkpoint
 from recx_worker.worker.offsets import OffsetTracker
-from fake_kafka import FakeBroker, FakeConsumer
 
 TP = TopicPartition("in", 0)
 
