@@ -667,8 +667,8 @@ def _events_from_data(data: Path, n: int) -> list[dict]:
 def passthrough(pad: bytes = b"") -> None:
     """Consume -> produce the same bytes (acks=all) -> commit: no processing at all (``pad``
     appended to each output: ``devtools.kafka_cost`` sizes outputs like explanations). It
-    commits as the worker does: after each poll's records are delivered, at most every
-    ``worker.commit_interval_ms``."""
+    commits as the worker does (``CommitCadence``: at most every ``worker.commit_interval_ms``,
+    sooner once ``max_buffered`` delivered events wait)."""
     import faulthandler
     import signal
 
@@ -676,6 +676,7 @@ def passthrough(pad: bytes = b"") -> None:
 
     from recx_worker.config import Settings
     from recx_worker.worker.clients import KafkaClients
+    from recx_worker.worker.offsets import CommitCadence
 
     settings = Settings()
     kafka, cfg = settings.kafka, settings.worker
@@ -692,19 +693,21 @@ def passthrough(pad: bytes = b"") -> None:
         max_poll_records=cfg.max_batch,
     )
     producer = KafkaClients(settings).producer()  # the worker's (worker.producer_client)
-    interval_s, commit_at, uncommitted = cfg.commit_interval_ms / 1000, 0.0, False
+    cadence = CommitCadence(cfg.commit_interval_ms / 1000, cfg.max_buffered)
+    waiting = 0  # delivered, not committed
     while not stop["now"]:
         polled = consumer.poll(timeout_ms=100)
         for records in polled.values():
             for r in records:
                 value = r.value + pad if pad else r.value
                 producer.send(kafka.output_topic, value=value, key=r.key)
+            waiting += len(records)
         if polled:
             producer.flush()
-            uncommitted = True
-        if uncommitted and time.monotonic() >= commit_at:
+        if cadence.due(waiting):
             consumer.commit()
-            uncommitted, commit_at = False, time.monotonic() + interval_s
+            cadence.committed(True)
+            waiting = 0
     consumer.close()
     producer.close()
 

@@ -31,7 +31,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from recx_worker.worker.offsets import OffsetTracker
+from recx_worker.worker.offsets import CommitCadence, OffsetTracker
 from recx_worker.worker.records import InRecord, OutRecord
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class Checkpoint:
         self.exactly_once = exactly_once
         self.tracker = OffsetTracker()
         self._txn_lock = threading.Lock()
-        self._commit_at = 0.0  # the poll loop's next commit (see maybe_commit)
+        self.cadence = CommitCadence(settings.commit_interval_ms / 1000, settings.max_buffered)
 
     # -- processing thread -----------------------------------------------------------
     def deliver(self, batch: Batch) -> bool:
@@ -264,25 +264,21 @@ class Checkpoint:
             self.metrics.commits.inc()
 
     def maybe_commit(self) -> None:
-        """The poll loop's commit: at most every ``commit_interval_ms``, sooner once
-        ``max_buffered`` delivered events wait for it (so the events explained again after a
-        crash stay bounded by count too); a failed commit is retried after a second."""
+        """The poll loop's commit, when the cadence (``CommitCadence``: at most every
+        ``commit_interval_ms``, sooner once ``max_buffered`` delivered events wait) says so."""
         if self.exactly_once:
             return
-        now = time.monotonic()
-        if now < self._commit_at:
-            offsets = self.tracker.to_commit()
-            if not offsets or self.tracker.uncommitted(offsets) < self.settings.max_buffered:
-                return
-        committed = self.commit()
-        interval_s = self.settings.commit_interval_ms / 1000
-        self._commit_at = now + (interval_s if committed else max(interval_s, 1.0))
+        offsets = self.tracker.to_commit()
+        if self.cadence.due(self.tracker.uncommitted(offsets)):
+            self.cadence.committed(self._commit(offsets))
 
     def commit(self, partitions: list[TopicPartition] | None = None) -> bool:
         """Commit the done prefix of each partition; False (to retry later) on failure."""
         if self.exactly_once:
             return True
-        offsets = self.tracker.to_commit(partitions)
+        return self._commit(self.tracker.to_commit(partitions))
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         if not offsets:
             return True
         t0 = time.perf_counter()

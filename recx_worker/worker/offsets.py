@@ -8,9 +8,43 @@ event that is still being processed, whatever order batches finish in.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kafka import TopicPartition
+
+#: After a failed commit, the next try waits at least this long.
+COMMIT_RETRY_S = 1.0
+
+
+@dataclass
+class CommitCadence:
+    """When an at-least-once loop commits: once ``interval_s`` passed since the last commit,
+    or sooner once ``max_waiting`` delivered events wait for one (what a crash makes the loop
+    process again stays bounded by count); never sooner than ``COMMIT_RETRY_S`` after a
+    failed commit. The worker (``Checkpoint.maybe_commit``) and the bench's consume+produce
+    ceiling share it, so they commit alike."""
+
+    interval_s: float
+    max_waiting: int
+    _next_at: float = 0.0
+    _retry_at: float = 0.0
+
+    def due(self, waiting: int, now: float | None = None) -> bool:
+        """Whether to commit now, with ``waiting`` delivered events not committed yet."""
+        now = time.monotonic() if now is None else now
+        if waiting <= 0 or now < self._retry_at:
+            return False
+        return now >= self._next_at or waiting >= self.max_waiting
+
+    def committed(self, ok: bool, now: float | None = None) -> None:
+        """Record a commit's outcome (``ok``: it succeeded)."""
+        now = time.monotonic() if now is None else now
+        if ok:
+            self._next_at = now + self.interval_s
+        else:
+            self._retry_at = now + COMMIT_RETRY_S
 
 
 class OffsetTracker:
@@ -52,9 +86,10 @@ class OffsetTracker:
         return result
 
     def uncommitted(self, offsets: dict[TopicPartition, int]) -> int:
-        """Events that committing ``offsets`` (from :meth:`to_commit`) would mark done: at
-        most this many are explained again if the worker dies before it commits."""
-        return sum(o - self._committed.get(tp, o) for tp, o in offsets.items())
+        """Events that committing ``offsets`` (from :meth:`to_commit`) would mark done (at
+        least 1 per partition: one without a known committed offset counts 1): about as many
+        are explained again if the worker dies before it commits."""
+        return sum(max(o - self._committed.get(tp, o - 1), 1) for tp, o in offsets.items())
 
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
